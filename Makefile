@@ -1,0 +1,49 @@
+# Every target sets itself up: a fresh clone needs only python3 (3.11) and make.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+VOLUME := .volume
+# This machine family keeps a CPU build of torch on local disk; pip prefers it when the folder exists.
+export PIP_FIND_LINKS := $(if $(wildcard /opt/wheels),/opt/wheels,$(PIP_FIND_LINKS))
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+DEMO_ENV := VOLUME_ROOT=$(VOLUME) MODEL_ID=tiny-random/musicgen OUTPUT_DIR=outputs
+
+.DEFAULT_GOAL := help
+.PHONY: help venv tiny-models demo serve test lint benchmark clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: handlers/*/requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r handlers/musicgen/requirements.txt -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed ## create the virtual environment with every handler's pinned dependencies
+
+$(VOLUME)/.built: $(VENV)/.installed scripts/build_tiny_models.py
+	$(PY) scripts/build_tiny_models.py --volume $(VOLUME)
+	touch $@
+
+tiny-models: $(VOLUME)/.built ## build the tiny random-weight models into ./.volume
+
+demo: $(VOLUME)/.built ## run the MusicGen worker once on test_input.json; audio lands in ./outputs
+	$(DEMO_ENV) $(PY) handlers/musicgen/handler.py
+
+serve: $(VOLUME)/.built ## serve the MusicGen worker's local API on http://localhost:8000
+	$(DEMO_ENV) $(PY) -m handlers.musicgen --rp_serve_api --rp_api_port 8000
+
+test: $(VENV)/.installed ## run the test suite (builds its own tiny models and S3 server)
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed ## ruff
+	$(VENV)/bin/ruff check .
+
+benchmark: $(VENV)/.installed ## handler vs bare-library ratios on a bench-size random MusicGen
+	$(PY) scripts/benchmark.py
+
+clean: ## remove the venv, the tiny volume and local outputs
+	rm -rf $(VENV) $(VOLUME) outputs

@@ -1,0 +1,3 @@
+from handlers.musicgen.handler import main
+
+main()

@@ -1,0 +1,1 @@
+"""The one library every handler uses: schemas, volume paths, model cache, audio, storage, pipeline."""

@@ -1,0 +1,55 @@
+"""The contract between the shared pipeline and one model: load once (`setup`), then `predict`."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar, Generic, TypeVar
+
+import torch
+
+from shared.audio import Audio
+from shared.schemas import JobRequest
+from shared.volume import RequiredFile
+
+RequestT = TypeVar("RequestT", bound=JobRequest)
+
+# progress(stage, fraction of the whole generation done, or None when unknown)
+Progress = Callable[[str, float | None], None]
+
+
+class ModelAdapter(ABC, Generic[RequestT]):
+    """One model. Subclasses declare their request schema and the files their folder must hold.
+
+    The pipeline owns everything around the model: it validates the request, fetches and decodes
+    input audio (resampled to `input_sample_rate`, `input_channels`), seeds the generators, encodes
+    and stores the output. An adapter only loads the model and turns a request into audio.
+    """
+
+    name: ClassVar[str]  # folder under the volume root and segment of the output key
+    default_model_id: ClassVar[str]
+    request_model: ClassVar[type[JobRequest]]
+    required_files: ClassVar[tuple[RequiredFile, ...]] = ("config.json",)
+    gpu_dtype: ClassVar[torch.dtype] = torch.float16
+
+    def __init__(self, model_dir: Path, model_id: str, device: torch.device, dtype: torch.dtype) -> None:
+        self.model_dir = model_dir
+        self.model_id = model_id
+        self.device = device
+        self.dtype = dtype
+
+    @abstractmethod
+    def setup(self) -> None:
+        """Load weights from `model_dir` onto `device` in `dtype`; called once per residency."""
+
+    @property
+    def input_sample_rate(self) -> int:
+        """Rate that input audio is resampled to before `predict`."""
+        raise NotImplementedError(f"{self.name} takes no input audio")
+
+    input_channels: ClassVar[int] = 1
+
+    @abstractmethod
+    def predict(self, request: RequestT, audio_inputs: dict[str, Audio], progress: Progress) -> list[Audio]:
+        """Generate one Audio per output; `audio_inputs` maps request fields to decoded input audio."""

@@ -1,0 +1,93 @@
+"""The one audio type, and its encoding to and decoding from the formats libsndfile handles."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile
+import soxr
+
+from shared.errors import InputError
+
+# Opus only runs at these rates; anything else is resampled to 48 kHz before encoding.
+_OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
+# MPEG layer III (MPEG-1, -2 and -2.5) rates; others go to the nearest standard rate above.
+_MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+
+_SOUNDFILE_FORMATS = {
+    "wav": ("WAV", "PCM_16"),
+    "flac": ("FLAC", "PCM_16"),
+    "mp3": ("MP3", "MPEG_LAYER_III"),
+    "ogg": ("OGG", "VORBIS"),
+    "opus": ("OGG", "OPUS"),
+}
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Float32 samples shaped (frames, channels) at a sample rate."""
+
+    samples: np.ndarray
+    sample_rate: int
+
+    def __post_init__(self) -> None:
+        if self.samples.ndim != 2:
+            raise ValueError(f"audio samples must be (frames, channels), got shape {self.samples.shape}")
+
+    @property
+    def frames(self) -> int:
+        return self.samples.shape[0]
+
+    @property
+    def channels(self) -> int:
+        return self.samples.shape[1]
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+    def resampled(self, sample_rate: int) -> Audio:
+        if sample_rate == self.sample_rate:
+            return self
+        converted = soxr.resample(self.samples, self.sample_rate, sample_rate, quality="HQ")
+        return Audio(np.ascontiguousarray(converted, dtype=np.float32), sample_rate)
+
+    def with_channels(self, channels: int) -> Audio:
+        """Down-mix to mono by averaging, or up-mix mono by copying; other changes are refused."""
+        if channels == self.channels:
+            return self
+        if channels == 1:
+            return Audio(self.samples.mean(axis=1, keepdims=True), self.sample_rate)
+        if self.channels == 1:
+            return Audio(np.repeat(self.samples, channels, axis=1), self.sample_rate)
+        raise ValueError(f"cannot convert {self.channels} channels to {channels}")
+
+
+def _nearest_rate_at_or_above(rate: int, allowed: tuple[int, ...]) -> int:
+    return next((candidate for candidate in allowed if candidate >= rate), allowed[-1])
+
+
+def encode(audio: Audio, audio_format: str) -> tuple[bytes, int]:
+    """Encode to a container; returns the bytes and the sample rate actually written."""
+    container, subtype = _SOUNDFILE_FORMATS[audio_format]
+    if audio_format == "opus":
+        audio = audio.resampled(_nearest_rate_at_or_above(audio.sample_rate, _OPUS_RATES))
+    elif audio_format == "mp3":
+        audio = audio.resampled(_nearest_rate_at_or_above(audio.sample_rate, _MP3_RATES))
+    buffer = io.BytesIO()
+    samples = np.clip(audio.samples, -1.0, 1.0)
+    soundfile.write(buffer, samples, audio.sample_rate, format=container, subtype=subtype)
+    return buffer.getvalue(), audio.sample_rate
+
+
+def decode(data: bytes, source_name: str) -> Audio:
+    """Decode any container libsndfile reads (WAV, FLAC, MP3, OGG/Vorbis/Opus, AIFF...)."""
+    try:
+        samples, sample_rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise InputError(f"{source_name}: audio does not decode ({exc})") from None
+    if samples.shape[0] == 0:
+        raise InputError(f"{source_name}: audio is empty")
+    return Audio(samples, int(sample_rate))

@@ -1,0 +1,96 @@
+"""Fetch the bytes of input audio given as base64, an http(s) URL or an s3:// URI, under a size cap.
+
+URLs are checked against server-side request forgery: every address the host resolves to must be a
+public one (unless INPUT_AUDIO_ALLOW_PRIVATE_URLS is set), and the connection goes to the address
+that was checked, so a DNS answer that changes between check and connect cannot redirect it.
+Redirects are followed by hand, each hop checked the same way.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urljoin, urlsplit
+
+import urllib3
+
+from shared.errors import InputError
+from shared.schemas import decode_base64_audio
+from shared.settings import Settings
+from shared.storage import open_s3_object
+
+_MAX_REDIRECTS = 3
+_TIMEOUT = urllib3.Timeout(connect=10, read=60)
+
+
+def _public_address(host: str, port: int, field: str, allow_private: bool) -> str:
+    try:
+        answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise InputError(f"{field}: host {host!r} does not resolve") from None
+    addresses = [ipaddress.ip_address(answer[4][0].split("%")[0]) for answer in answers]
+    if not allow_private:
+        for address in addresses:
+            if not address.is_global or address.is_multicast:
+                raise InputError(
+                    f"{field}: URL host {host!r} resolves to non-public address {address}; "
+                    "private, loopback and link-local addresses are refused"
+                )
+    return str(addresses[0])
+
+
+def _read_capped(response: urllib3.BaseHTTPResponse, field: str, max_bytes: int) -> bytes:
+    declared = response.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise InputError(f"{field}: remote file is {declared} bytes, over the {max_bytes}-byte cap")
+    chunks, total = [], 0
+    for chunk in response.stream(64 * 1024):
+        total += len(chunk)
+        if total > max_bytes:
+            raise InputError(f"{field}: remote file exceeds the {max_bytes}-byte cap")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _fetch_url(url: str, field: str, settings: Settings) -> bytes:
+    for _ in range(_MAX_REDIRECTS + 1):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InputError(f"{field}: only http(s) URLs are fetched, got {parts.scheme!r}")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        address = _public_address(parts.hostname, port, field, settings.allow_private_urls)
+        pool_class = urllib3.HTTPSConnectionPool if parts.scheme == "https" else urllib3.HTTPConnectionPool
+        tls = {"server_hostname": parts.hostname, "assert_hostname": parts.hostname} if parts.scheme == "https" else {}
+        pool = pool_class(address, port, timeout=_TIMEOUT, retries=False, **tls)
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        try:
+            response = pool.urlopen(
+                "GET", target, headers={"Host": parts.netloc}, redirect=False, preload_content=False
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            raise InputError(f"{field}: could not fetch {parts.scheme}://{parts.netloc}: {type(exc).__name__}") from None
+        try:
+            if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
+                url = urljoin(url, response.headers["Location"])
+                continue
+            if response.status != 200:
+                raise InputError(f"{field}: fetching the URL answered HTTP {response.status}")
+            return _read_capped(response, field, settings.input_audio_max_bytes)
+        finally:
+            response.release_conn()
+            pool.close()
+    raise InputError(f"{field}: more than {_MAX_REDIRECTS} redirects")
+
+
+def fetch_audio_bytes(source: str, field: str, settings: Settings) -> bytes:
+    if source.startswith(("https://", "http://")):
+        return _fetch_url(source, field, settings)
+    if source.startswith("s3://"):
+        bucket, _, key = source[5:].partition("/")
+        return open_s3_object(settings.s3, bucket, key, field, settings.input_audio_max_bytes)
+    data = decode_base64_audio(source)
+    if len(data) > settings.input_audio_max_bytes:
+        raise InputError(f"{field}: audio is {len(data)} bytes, over the {settings.input_audio_max_bytes}-byte cap")
+    return data

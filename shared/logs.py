@@ -1,0 +1,41 @@
+"""loguru set-up: every line carries the job id, and secrets never reach the output."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+from loguru import logger
+
+# Variables whose values are secrets even when their names do not say so.
+_SECRET_VARIABLES = ("BUCKET_ACCESS_KEY_ID", "BUCKET_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+_SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|API_KEY|ACCESS_KEY", re.IGNORECASE)
+# Presigned URLs carry a signature and a credential scope: useful to the caller, never to a log.
+_SIGNED_QUERY = re.compile(r"(X-Amz-(?:Signature|Credential|Security-Token)=)[^&\s\"']+")
+_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | job {extra[job_id]} | {message}\n{exception}"
+
+
+def _secret_values() -> list[str]:
+    values = {
+        value
+        for name, value in os.environ.items()
+        if (name in _SECRET_VARIABLES or _SECRET_NAME.search(name)) and len(value) >= 6
+    }
+    return sorted(values, key=len, reverse=True)  # longest first: a secret containing another is hidden whole
+
+
+def redact(text: str) -> str:
+    for value in _secret_values():
+        text = text.replace(value, "***")
+    return _SIGNED_QUERY.sub(r"\1***", text)
+
+
+def _redacting_sink(message: str) -> None:
+    sys.stderr.write(redact(str(message)))
+
+
+def configure_logging() -> None:
+    logger.remove()
+    logger.configure(extra={"job_id": "-"})
+    logger.add(_redacting_sink, format=_FORMAT, level=os.environ.get("LOG_LEVEL", "INFO").upper(), colorize=False)

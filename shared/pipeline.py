@@ -1,0 +1,253 @@
+"""The job pipeline: validate -> fetch input audio -> load (cached) -> generate -> encode -> store.
+
+Error contract: anything wrong with the request, the volume or the destination returns
+{"error": "<message>"} and the worker keeps serving. A CUDA fault or out-of-memory frees what it can,
+returns an error and sets "refresh_worker" so RunPod replaces the worker after the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import secrets
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import runpod
+import torch
+from loguru import logger
+
+from shared import audio as audio_codec
+from shared import memory, storage
+from shared.adapter import ModelAdapter
+from shared.audio import Audio
+from shared.errors import WorkerError
+from shared.fetch import fetch_audio_bytes
+from shared.logs import configure_logging, redact
+from shared.model_cache import ModelCache
+from shared.schemas import AUDIO_FORMATS, FILE_EXTENSIONS, JobRequest, parse_request
+from shared.settings import Residency, Settings
+from shared.volume import enforce_offline, resolve_model_dir
+
+_PROGRESS_INTERVAL_S = 2.0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # seeds every CUDA device too
+
+
+def _is_cuda_fault(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    accelerator_error = getattr(torch, "AcceleratorError", None)
+    if accelerator_error is not None and isinstance(exc, accelerator_error):
+        return True
+    return isinstance(exc, RuntimeError) and ("CUDA error" in str(exc) or "CUBLAS_STATUS" in str(exc))
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - started, 4)
+
+
+class _ProgressReporter:
+    """Sends RunPod progress updates (throttled) when running on RunPod; logs them everywhere."""
+
+    def __init__(self, job: dict[str, Any]) -> None:
+        self._job = job
+        self._on_runpod = bool(os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"))
+        self._last_sent = 0.0
+
+    def __call__(self, stage: str, fraction: float | None = None) -> None:
+        update = {"stage": stage} if fraction is None else {"stage": stage, "progress": round(fraction, 3)}
+        logger.info("progress: {}", update)
+        now = time.monotonic()
+        if self._on_runpod and now - self._last_sent >= _PROGRESS_INTERVAL_S:
+            self._last_sent = now
+            runpod.serverless.progress_update(self._job, update)
+
+
+class Worker:
+    """One model's worker: holds the settings and the model cache, and runs jobs."""
+
+    def __init__(self, adapter_class: type[ModelAdapter], settings: Settings | None = None) -> None:
+        enforce_offline()
+        self.settings = settings or Settings.from_env()
+        self.adapter_class = adapter_class
+        self.model_id = self.settings.model_id or adapter_class.default_model_id
+        self.cache: ModelCache[ModelAdapter] = ModelCache(self._load_model, self.settings.residency)
+
+    def _device_and_dtype(self) -> tuple[torch.device, torch.dtype]:
+        wanted = self.settings.device
+        device = torch.device("cuda" if wanted == "cuda" or (wanted == "auto" and torch.cuda.is_available()) else "cpu")
+        if self.settings.dtype != "auto":
+            return device, getattr(torch, self.settings.dtype)
+        return device, self.adapter_class.gpu_dtype if device.type == "cuda" else torch.float32
+
+    def _load_model(self) -> ModelAdapter:
+        model_dir = resolve_model_dir(
+            self.adapter_class.name, self.model_id, self.settings, self.adapter_class.required_files
+        )
+        device, dtype = self._device_and_dtype()
+        logger.info("loading {} from {} on {} as {}", self.model_id, model_dir, device, dtype)
+        adapter = self.adapter_class(model_dir, self.model_id, device, dtype)
+        adapter.setup()
+        return adapter
+
+    def preload(self) -> None:
+        """Load at start-up so the first job is warm; a missing model is reported by each job instead."""
+        if self.settings.residency is not Residency.KEEP:
+            return
+        try:
+            with self.cache.use():
+                pass
+        except WorkerError as exc:
+            logger.error("preload failed, jobs will report it: {}", exc)
+
+    def run(self, job: dict[str, Any]) -> dict[str, Any]:
+        job_id = str(job.get("id") or "local")
+        with logger.contextualize(job_id=job_id):
+            try:
+                return self._run(job_id, job.get("input"), _ProgressReporter(job))
+            except WorkerError as exc:
+                logger.warning("job refused: {}", exc)
+                return {"error": str(exc)}
+            except Exception as exc:
+                if _is_cuda_fault(exc):
+                    logger.exception("CUDA fault; asking RunPod to recycle this worker")
+                    self.cache.unload()
+                    return {
+                        "error": f"GPU fault ({type(exc).__name__}: {redact(str(exc))[:300]}); "
+                        "the worker will be replaced, retry the job",
+                        "refresh_worker": True,
+                    }
+                logger.exception("job failed")
+                return {"error": f"internal error ({type(exc).__name__}): {redact(str(exc))[:500]}"}
+            finally:
+                memory.release_memory()
+
+    async def handler(self, job: dict[str, Any]) -> dict[str, Any]:
+        # Generation blocks; a thread keeps the SDK's event loop (heartbeats, the local API) responsive.
+        return await asyncio.to_thread(self.run, job)
+
+    def _run(self, job_id: str, raw_input: Any, progress: _ProgressReporter) -> dict[str, Any]:
+        timer = _Timer()
+        settings = self.settings
+        with timer.stage("validate"):
+            request = parse_request(self.adapter_class.request_model, raw_input, settings.input_audio_max_bytes)
+            destination = storage.choose_destination(
+                settings.s3, request.s3_bucket, request.s3_key, request.s3_prefix, request.return_base64
+            )
+        with timer.stage("fetch_input"):
+            decoded = {
+                name: audio_codec.decode(fetch_audio_bytes(getattr(request, name), name, settings), name)
+                for name in request.audio_source_fields()
+                if getattr(request, name) is not None
+            }
+        seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
+        memory.reset_peak()
+        memory_before = memory.current_mib()
+        with self.cache.use() as (model, load_info):
+            timer.seconds["load"] = round(load_info.load_seconds, 4)
+            memory_loaded = memory.current_mib()
+            audio_inputs = {
+                name: audio.resampled(model.input_sample_rate).with_channels(model.input_channels)
+                for name, audio in decoded.items()
+            }
+            seed_everything(seed)
+            with timer.stage("generate"):
+                outputs = model.predict(request, audio_inputs, progress)
+            memory_peak = memory.peak_mib()
+        with timer.stage("encode"):
+            encoded = [audio_codec.encode(audio, request.format) for audio in outputs]
+        with timer.stage("store"):
+            locations = self._store(destination, encoded, request.format, job_id)
+        timer.seconds["total"] = round(sum(timer.seconds.values()), 4)
+        return {
+            "outputs": [
+                self._describe_output(index, audio, data, rate, request.format, location)
+                for index, (audio, (data, rate), location) in enumerate(zip(outputs, encoded, locations, strict=True))
+            ],
+            "model": {"name": self.adapter_class.name, "id": self.model_id, "loaded_this_job": load_info.loaded_now},
+            "parameters": self._parameters_used(request, seed),
+            "timings_s": timer.seconds,
+            "memory_mib": {
+                "kind": memory.memory_kind(),
+                "before_job": round(memory_before, 1),
+                "after_load": round(memory_loaded, 1),
+                "peak": round(memory_peak, 1),
+                "after_job": round(memory.current_mib(), 1),
+            },
+        }
+
+    def _store(
+        self, destination: storage.Destination, encoded: list[tuple[bytes, int]], audio_format: str, job_id: str
+    ) -> list[dict[str, str]]:
+        content_type = AUDIO_FORMATS[audio_format]
+        if destination.kind == "inline":
+            return storage.inline([data for data, _ in encoded], self.settings.inline_max_bytes)
+        locations = []
+        for index, (data, _) in enumerate(encoded):
+            key = storage.object_key(destination, self.adapter_class.name, job_id, index, FILE_EXTENSIONS[audio_format])
+            if destination.kind == "s3":
+                locations.append(storage.upload(self.settings.s3, destination.bucket, key, data, content_type))
+            else:
+                locations.append(storage.write_local(self.settings.output_dir, key, data))
+        return locations
+
+    @staticmethod
+    def _describe_output(
+        index: int, audio: Audio, data: bytes, rate: int, audio_format: str, location: dict[str, str]
+    ) -> dict[str, Any]:
+        return {
+            "index": index,
+            **location,
+            "format": audio_format,
+            "content_type": AUDIO_FORMATS[audio_format],
+            "bytes": len(data),
+            "duration_seconds": round(audio.duration, 4),
+            "sample_rate": rate,
+            "channels": audio.channels,
+        }
+
+    @staticmethod
+    def _parameters_used(request: JobRequest, seed: int) -> dict[str, Any]:
+        used = request.model_dump(mode="json")
+        used["seed"] = seed
+        for name in request.audio_source_fields():
+            if used.get(name) is not None:
+                used[name] = "<provided>"  # input audio can be megabytes of base64: not echoed back
+        return used
+
+
+def serve(adapter_class: type[ModelAdapter], test_input: Path) -> None:
+    """Entry point of every handler: RunPod's serverless loop, the local API server or a test input.
+
+    Run locally without arguments, the worker runs the handler's own test_input.json once
+    (the SDK itself only looks in the current directory).
+    """
+    configure_logging()
+    local_flags = ("--rp_serve_api", "--test_input")
+    on_runpod = bool(os.environ.get("RUNPOD_WEBHOOK_GET_JOB"))
+    if not on_runpod and not any(flag in sys.argv for flag in local_flags) and not Path("test_input.json").exists():
+        sys.argv += ["--test_input", test_input.read_text()]
+    worker = Worker(adapter_class)
+    worker.preload()
+    runpod.serverless.start({"handler": worker.handler})
+

@@ -1,0 +1,165 @@
+"""Input schemas: the fields every handler shares, the audio-source type, and readable validation errors.
+
+Each handler declares its own request model as a subclass of `JobRequest`; every field carries its
+type, default, bounds or choices and a description. Unknown keys and wrong types are rejected
+(strict mode: "10" is not a number, true is not an integer).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
+
+from shared.errors import InputError
+
+AUDIO_FORMATS: dict[str, str] = {
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "mp3": "audio/mpeg",
+    "ogg": "audio/ogg",  # Vorbis
+    "opus": "audio/ogg",  # Opus in an Ogg container
+}
+AudioFormat = Literal["wav", "flac", "mp3", "ogg", "opus"]
+FILE_EXTENSIONS: dict[str, str] = {"wav": "wav", "flac": "flac", "mp3": "mp3", "ogg": "ogg", "opus": "opus"}
+
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+_BASE64_ALPHABET = re.compile(r"^[A-Za-z0-9+/=_\-\s]+$")
+
+
+def _check_s3_key(key: str) -> str:
+    if not key or len(key.encode()) > 1024:
+        raise ValueError("must be 1 to 1024 bytes")
+    if key.startswith("/") or "\\" in key:
+        raise ValueError("must be a relative key: no leading '/' and no '\\'")
+    if any(part in {"", ".", ".."} for part in key.split("/")):
+        raise ValueError("must not contain empty, '.' or '..' path segments")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
+        raise ValueError("must not contain control characters")
+    return key
+
+
+def _check_bucket(name: str) -> str:
+    if not _BUCKET_NAME.match(name) or ".." in name:
+        raise ValueError("must be a valid S3 bucket name (3-63 of a-z, 0-9, '.', '-')")
+    return name
+
+
+S3Key = Annotated[str, AfterValidator(_check_s3_key)]
+S3Prefix = Annotated[str, AfterValidator(lambda prefix: _check_s3_key(prefix.rstrip("/")))]
+BucketName = Annotated[str, AfterValidator(_check_bucket)]
+
+
+class AudioSourceMarker:
+    """Marks a request field as input audio, so the pipeline fetches and decodes it before generation."""
+
+
+def _check_audio_source(value: str, info: ValidationInfo) -> str:
+    """Accept an https/http URL, an s3:// URI, or base64 (optionally a data: URI) under the size cap."""
+    if value.startswith(("https://", "http://")):
+        return value
+    if value.startswith("s3://"):
+        bucket, _, key = value[5:].partition("/")
+        _check_bucket(bucket)
+        _check_s3_key(key)
+        return value
+    payload = value.split(",", 1)[1] if value.startswith("data:") else value
+    max_bytes = (info.context or {}).get("input_audio_max_bytes")
+    decoded_size = len(payload) * 3 // 4
+    if max_bytes is not None and decoded_size > max_bytes:
+        raise ValueError(f"base64 audio is about {decoded_size} bytes, over the {max_bytes}-byte cap")
+    if not payload or not _BASE64_ALPHABET.match(payload):
+        raise ValueError("must be an https:// URL, an s3:// URI or base64-encoded audio")
+    return value
+
+
+AudioSource = Annotated[str, AfterValidator(_check_audio_source), AudioSourceMarker()]
+
+
+class JobRequest(BaseModel):
+    """Fields every handler accepts: output format, destination and seed."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    format: AudioFormat = Field("wav", description="Audio container/codec of the output: " + ", ".join(AUDIO_FORMATS))
+    s3_bucket: BucketName | None = Field(None, description="Bucket to upload to; default: BUCKET_NAME.")
+    s3_key: S3Key | None = Field(None, description="Exact object key; only for jobs with one output.")
+    s3_prefix: S3Prefix | None = Field(
+        None, description="Key prefix; the worker appends <model>/<job id>-<n>.<ext>. Default: S3_KEY_PREFIX."
+    )
+    return_base64: bool = Field(
+        False, description="Return the audio inline as base64 instead of uploading (small outputs only)."
+    )
+    seed: int | None = Field(
+        None, ge=0, le=2**32 - 1, description="Random seed; omitted: a random one, reported in the result."
+    )
+
+    def output_count(self) -> int:
+        """How many audio files the job makes; handlers with batches override it."""
+        return 1
+
+    @model_validator(mode="after")
+    def _destination_rules(self) -> JobRequest:
+        if self.s3_key is not None and self.s3_prefix is not None:
+            raise ValueError("s3_key and s3_prefix: give one or the other, not both")
+        if self.return_base64 and (self.s3_key or self.s3_prefix or self.s3_bucket):
+            raise ValueError("return_base64 and s3_bucket/s3_key/s3_prefix: inline output is not uploaded")
+        if self.s3_key is not None and self.output_count() > 1:
+            raise ValueError(f"s3_key: this job makes {self.output_count()} outputs; use s3_prefix instead")
+        if self.s3_key is not None and "." in self.s3_key.rsplit("/", 1)[-1]:
+            extension = self.s3_key.rsplit(".", 1)[-1].lower()
+            if extension in FILE_EXTENSIONS.values() and extension != FILE_EXTENSIONS[self.format]:
+                raise ValueError(f"s3_key ends in .{extension} but format is {self.format!r}")
+        return self
+
+    @classmethod
+    def audio_source_fields(cls) -> list[str]:
+        return [
+            name
+            for name, info in cls.model_fields.items()
+            if any(isinstance(meta, AudioSourceMarker) for meta in info.metadata)
+        ]
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "input"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{where}: unknown field"
+    if kind == "missing":
+        return f"{where}: field required"
+    message = error["msg"].removeprefix("Value error, ")
+    if kind == "value_error" and not error["loc"]:
+        return message  # cross-field rule: the message names its fields
+    shown = repr(error.get("input"))
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return f"{where}: {message} (got {shown})"
+
+
+RequestT = TypeVar("RequestT", bound=JobRequest)
+
+
+def parse_request(model: type[RequestT], raw: Any, input_audio_max_bytes: int) -> RequestT:
+    """Validate a job's input; a failure becomes one InputError whose message lists every bad field."""
+    if not isinstance(raw, dict):
+        raise InputError("input: must be a JSON object")
+    try:
+        return model.model_validate(raw, context={"input_audio_max_bytes": input_audio_max_bytes})
+    except ValidationError as exc:
+        problems = [_describe(error) for error in exc.errors()]
+        allowed = ", ".join(model.model_fields)
+        if any(error["type"] == "extra_forbidden" for error in exc.errors()):
+            problems.append(f"allowed fields: {allowed}")
+        raise InputError("; ".join(problems)) from None
+
+
+def decode_base64_audio(value: str) -> bytes:
+    payload = re.sub(r"\s", "", value.split(",", 1)[1] if value.startswith("data:") else value)
+    decoder = base64.urlsafe_b64decode if ("-" in payload or "_" in payload) else base64.b64decode
+    try:
+        return decoder(payload + "=" * (-len(payload) % 4))
+    except binascii.Error as exc:
+        raise InputError(f"input audio: base64 does not decode ({exc})") from None

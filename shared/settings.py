@@ -1,0 +1,112 @@
+"""Worker configuration from environment variables.
+
+Precedence, highest first: a field in the job's input, then the environment variable, then the
+default written here. Settings are read once per worker process; `Settings.from_env` is pure so
+tests build settings from a plain dict.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+
+class Residency(StrEnum):
+    """What happens to a loaded model between jobs."""
+
+    KEEP = "keep"  # stay loaded: warm jobs skip the load
+    UNLOAD = "unload"  # drop after each job and hand GPU memory back (shared GPUs)
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the worker cannot use."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"environment variable {name} must be an integer, got {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise SettingsError(f"environment variable {name} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise SettingsError(f"environment variable {name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    return env.get(name, "").strip() or None
+
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """Where results go when a bucket is configured (RunPod's variable names, plus BUCKET_NAME)."""
+
+    endpoint_url: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)
+    bucket: str | None = None
+    region: str | None = None
+    key_prefix: str = "outputs"
+    presign_expiry_s: int = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Settings:
+    volume_root: Path = Path("/runpod-volume")
+    model_id: str | None = None  # None: the handler's default model
+    model_dir: Path | None = None  # explicit folder: skips volume resolution
+    device: str = "auto"
+    dtype: str = "auto"
+    residency: Residency = Residency.KEEP
+    output_dir: Path = Path("outputs")
+    inline_max_bytes: int = 4 * MIB
+    input_audio_max_bytes: int = 20 * MIB
+    allow_private_urls: bool = False
+    s3: S3Settings = field(default_factory=S3Settings)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        explicit_dir = _optional(env, "MODEL_DIR")
+        return cls(
+            volume_root=Path(env.get("VOLUME_ROOT", "").strip() or "/runpod-volume"),
+            model_id=_optional(env, "MODEL_ID"),
+            model_dir=Path(explicit_dir) if explicit_dir else None,
+            device=_choice(env, "DEVICE", "auto", ("auto", "cuda", "cpu")),
+            dtype=_choice(env, "MODEL_DTYPE", "auto", ("auto", "float32", "float16", "bfloat16")),
+            residency=Residency(_choice(env, "MODEL_RESIDENCY", "keep", tuple(Residency))),
+            output_dir=Path(env.get("OUTPUT_DIR", "").strip() or "outputs"),
+            # RunPod's /run payload limit is 10 MB; base64 adds a third, so 4 MiB of audio stays well under.
+            inline_max_bytes=_int(env, "INLINE_OUTPUT_MAX_BYTES", 4 * MIB, 0, 7 * MIB),
+            input_audio_max_bytes=_int(env, "INPUT_AUDIO_MAX_BYTES", 20 * MIB, 1024, 1024 * MIB),
+            allow_private_urls=_flag(env, "INPUT_AUDIO_ALLOW_PRIVATE_URLS"),
+            s3=S3Settings(
+                endpoint_url=_optional(env, "BUCKET_ENDPOINT_URL"),
+                access_key_id=_optional(env, "BUCKET_ACCESS_KEY_ID"),
+                secret_access_key=_optional(env, "BUCKET_SECRET_ACCESS_KEY"),
+                bucket=_optional(env, "BUCKET_NAME"),
+                region=_optional(env, "BUCKET_REGION"),
+                key_prefix=(env.get("S3_KEY_PREFIX", "").strip().strip("/") or "outputs"),
+                # SigV4 presigned URLs cannot outlive 7 days.
+                presign_expiry_s=_int(env, "PRESIGNED_URL_EXPIRY_SECONDS", 7 * 24 * 3600, 1, 7 * 24 * 3600),
+            ),
+        )

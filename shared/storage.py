@@ -1,0 +1,147 @@
+"""Where encoded audio goes: an S3 bucket, a local folder (no bucket configured), or inline base64.
+
+S3 credentials: BUCKET_ACCESS_KEY_ID / BUCKET_SECRET_ACCESS_KEY when set, else boto3's standard chain
+(AWS_* variables, shared files, instance roles). BUCKET_ENDPOINT_URL selects a non-AWS store
+(R2, GCS, MinIO, SeaweedFS...): path-style addressing, and checksums only where the operation
+requires them, which such stores accept.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+
+from shared.errors import InputError, StorageError
+from shared.settings import S3Settings
+
+_TRANSFER = TransferConfig(multipart_threshold=16 * 1024 * 1024, multipart_chunksize=16 * 1024 * 1024)
+_ACCESS_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden", "403"}
+
+
+@cache
+def _client(s3: S3Settings) -> Any:
+    config = Config(
+        s3={"addressing_style": "path" if s3.endpoint_url else "auto"},
+        retries={"max_attempts": 4, "mode": "standard"},  # exponential backoff on throttling and 5xx
+        connect_timeout=5,
+        read_timeout=60,
+        signature_version="s3v4",
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=s3.endpoint_url,
+        aws_access_key_id=s3.access_key_id,
+        aws_secret_access_key=s3.secret_access_key,
+        region_name=s3.region or "us-east-1",
+        config=config,
+    )
+
+
+def _explain(exc: Exception, action: str, s3: S3Settings) -> str:
+    """A caller-facing reason that names the variables to check and never their values."""
+    where = s3.endpoint_url or "AWS S3"
+    if isinstance(exc, EndpointConnectionError):
+        return f"{action}: S3 endpoint {where} is unreachable (check BUCKET_ENDPOINT_URL)"
+    if isinstance(exc, NoCredentialsError):
+        return f"{action}: no S3 credentials (set BUCKET_ACCESS_KEY_ID and BUCKET_SECRET_ACCESS_KEY)"
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in _ACCESS_DENIED:
+            return (
+                f"{action}: S3 refused the credentials ({code}); check BUCKET_ACCESS_KEY_ID and "
+                "BUCKET_SECRET_ACCESS_KEY and the bucket's permissions"
+            )
+        if code in {"NoSuchBucket", "404"}:
+            return f"{action}: the bucket does not exist at {where}"
+        return f"{action}: S3 answered {code or 'an error'}"
+    return f"{action}: S3 request failed ({type(exc).__name__})"
+
+
+def open_s3_object(s3: S3Settings, bucket: str, key: str, field: str, max_bytes: int) -> bytes:
+    """Read an input object, refusing one over the cap before downloading it."""
+    client = _client(s3)
+    try:
+        head = client.head_object(Bucket=bucket, Key=key)
+        if head["ContentLength"] > max_bytes:
+            raise InputError(f"{field}: s3://{bucket}/{key} is {head['ContentLength']} bytes, over the {max_bytes}-byte cap")
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read(max_bytes + 1)
+    except (BotoCoreError, ClientError) as exc:
+        raise InputError(_explain(exc, f"{field}: reading s3://{bucket}/{key}", s3)) from None
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a job's outputs go, decided before generation so a bad destination fails fast."""
+
+    kind: str  # "s3", "local" or "inline"
+    bucket: str | None = None
+    key: str | None = None  # exact key, one output
+    prefix: str | None = None
+
+
+def choose_destination(
+    s3: S3Settings, bucket: str | None, key: str | None, prefix: str | None, inline: bool
+) -> Destination:
+    if inline:
+        return Destination("inline")
+    bucket = bucket or s3.bucket
+    if bucket:
+        return Destination("s3", bucket=bucket, key=key, prefix=prefix or s3.key_prefix)
+    if key or prefix:
+        raise InputError("s3_key/s3_prefix: no bucket configured; set BUCKET_NAME or give s3_bucket")
+    return Destination("local")
+
+
+def object_key(destination: Destination, model_name: str, job_id: str, index: int, extension: str) -> str:
+    if destination.key:
+        return destination.key
+    prefix = f"{destination.prefix}/" if destination.prefix else ""
+    return f"{prefix}{model_name}/{job_id}-{index}.{extension}"
+
+
+def upload(s3: S3Settings, bucket: str, key: str, data: bytes, content_type: str) -> dict[str, str]:
+    """Upload (multipart above 16 MiB) and return the s3:// URI and a presigned https URL."""
+    client = _client(s3)
+    try:
+        client.upload_fileobj(
+            io.BytesIO(data), bucket, key, ExtraArgs={"ContentType": content_type}, Config=_TRANSFER
+        )
+        url = client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=s3.presign_expiry_s
+        )
+    except (BotoCoreError, ClientError) as exc:
+        raise StorageError(_explain(exc, f"upload to s3://{bucket}/{key}", s3)) from None
+    return {"s3_uri": f"s3://{bucket}/{key}", "url": url}
+
+
+def write_local(output_dir: Path, key: str, data: bytes) -> dict[str, str]:
+    path = (output_dir / key).resolve()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    except OSError as exc:
+        raise StorageError(f"writing {path} failed: {exc.strerror} (set OUTPUT_DIR or configure S3)") from None
+    return {"path": str(path)}
+
+
+def inline(outputs: list[bytes], max_bytes: int) -> list[dict[str, str]]:
+    """Base64 in the result itself, capped in total: RunPod silently drops results over its payload limit."""
+    total = sum(len(data) for data in outputs)
+    if total > max_bytes:
+        raise StorageError(
+            f"return_base64: output is {total} bytes, over the {max_bytes}-byte inline cap "
+            "; configure S3 (BUCKET_NAME, BUCKET_ENDPOINT_URL, "
+            "BUCKET_ACCESS_KEY_ID, BUCKET_SECRET_ACCESS_KEY) or ask for a shorter or compressed output"
+        )
+    return [{"base64": base64.b64encode(data).decode("ascii")} for data in outputs]
