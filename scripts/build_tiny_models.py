@@ -64,9 +64,18 @@ def _musicgen_config(size: str, tokenizer: T5TokenizerFast, audio_channels: int 
     return MusicgenConfig(text_encoder=text, audio_encoder=audio, decoder=decoder)
 
 
+def _randomize_codebooks(encodec: torch.nn.Module) -> None:
+    """EnCodec initialises its codebooks to zeros (a real checkpoint holds trained ones): without this,
+    every code would decode to the same waveform and no test could tell one output from another."""
+    for layer in encodec.quantizer.layers:
+        layer.codebook.embed.normal_()
+        layer.codebook.embed_avg.copy_(layer.codebook.embed)
+
+
 def build_musicgen(target: Path, size: str) -> None:
     tokenizer = _t5_tokenizer()
     model = MusicgenForConditionalGeneration(_musicgen_config(size, tokenizer))
+    _randomize_codebooks(model.audio_encoder)
     # The published generation_config.json: sampling on, guidance 3, pad/start = codebook size.
     generation = model.generation_config
     generation.update(do_sample=True, guidance_scale=3.0, max_length=1500, top_k=250,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
@@ -79,6 +79,13 @@ def _check_audio_source(value: str, info: ValidationInfo) -> str:
 AudioSource = Annotated[str, AfterValidator(_check_audio_source), AudioSourceMarker()]
 
 
+def _holds_audio_source(annotation: Any) -> bool:
+    """True for AudioSource, also inside Optional/Union (where pydantic keeps the marker nested)."""
+    if get_origin(annotation) is Annotated:
+        return any(isinstance(meta, AudioSourceMarker) for meta in get_args(annotation)[1:])
+    return any(_holds_audio_source(arg) for arg in get_args(annotation))
+
+
 class JobRequest(BaseModel):
     """Fields every handler accepts: output format, destination and seed."""
 
@@ -117,11 +124,7 @@ class JobRequest(BaseModel):
 
     @classmethod
     def audio_source_fields(cls) -> list[str]:
-        return [
-            name
-            for name, info in cls.model_fields.items()
-            if any(isinstance(meta, AudioSourceMarker) for meta in info.metadata)
-        ]
+        return [name for name, info in cls.model_fields.items() if _holds_audio_source(info.annotation)]
 
 
 def _describe(error: dict[str, Any]) -> str:

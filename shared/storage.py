@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
@@ -50,6 +51,8 @@ def _client(s3: S3Settings) -> Any:
 
 def _explain(exc: Exception, action: str, s3: S3Settings) -> str:
     """A caller-facing reason that names the variables to check and never their values."""
+    if isinstance(exc, S3UploadFailedError) and exc.__context__ is not None:
+        exc = exc.__context__  # multipart uploads wrap the ClientError that explains the failure
     where = s3.endpoint_url or "AWS S3"
     if isinstance(exc, EndpointConnectionError):
         return f"{action}: S3 endpoint {where} is unreachable (check BUCKET_ENDPOINT_URL)"
@@ -120,7 +123,7 @@ def upload(s3: S3Settings, bucket: str, key: str, data: bytes, content_type: str
         url = client.generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=s3.presign_expiry_s
         )
-    except (BotoCoreError, ClientError) as exc:
+    except (BotoCoreError, ClientError, S3UploadFailedError) as exc:
         raise StorageError(_explain(exc, f"upload to s3://{bucket}/{key}", s3)) from None
     return {"s3_uri": f"s3://{bucket}/{key}", "url": url}
 
