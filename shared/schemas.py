@@ -128,7 +128,8 @@ class JobRequest(BaseModel):
 
 
 def _describe(error: dict[str, Any]) -> str:
-    where = ".".join(str(part) for part in error["loc"]) or "input"
+    # Drop the union-branch tags pydantic puts in locations ("function-after[...]", "list[str]").
+    where = ".".join(str(part) for part in error["loc"] if isinstance(part, int) or part.isidentifier()) or "input"
     kind = error["type"]
     if kind == "extra_forbidden":
         return f"{where}: unknown field"

@@ -12,7 +12,7 @@ from typing import Annotated, ClassVar
 
 import numpy as np
 import torch
-from pydantic import Field, StringConstraints
+from pydantic import BeforeValidator, Field, StringConstraints
 from transformers import (
     MusicgenForConditionalGeneration,
     MusicgenMelodyForConditionalGeneration,
@@ -30,8 +30,12 @@ Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, m
 
 
 class MusicGenRequest(JobRequest):
-    prompt: Prompt | Annotated[list[Prompt], Field(min_length=1, max_length=MAX_PROMPTS)] = Field(
-        description=f"Text description of the music; a list of up to {MAX_PROMPTS} makes one output each, in one batch."
+    prompt: Annotated[list[Prompt], BeforeValidator(lambda value: [value] if isinstance(value, str) else value)] = (
+        Field(
+            min_length=1,
+            max_length=MAX_PROMPTS,
+            description=f"Text description of the music, or a list of up to {MAX_PROMPTS}: one output each, one batch.",
+        )
     )
     duration: float = Field(8.0, ge=0.5, le=300.0, description="Length of each output in seconds.")
     guidance_scale: float = Field(
@@ -44,12 +48,8 @@ class MusicGenRequest(JobRequest):
         None, description="Melody to follow (base64, https or s3:// URI); melody checkpoints only."
     )
 
-    @property
-    def prompts(self) -> list[str]:
-        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
-
     def output_count(self) -> int:
-        return len(self.prompts)
+        return len(self.prompt)
 
 
 def _seconds_from_env(name: str, default: float) -> float:
@@ -123,7 +123,7 @@ class MusicGen(ModelAdapter[MusicGenRequest]):
     def _generate_window(
         self, request: MusicGenRequest, frames: int, context: np.ndarray | None, melody: Audio | None
     ) -> np.ndarray:
-        prompts = request.prompts
+        prompts = request.prompt
         processor_args: dict = {"text": prompts, "padding": True, "return_tensors": "pt"}
         if melody is not None:
             processor_args |= {"audio": [melody.samples[:, 0]] * len(prompts), "sampling_rate": melody.sample_rate}

@@ -1,0 +1,41 @@
+"""Environment settings and secret redaction."""
+
+import pytest
+from loguru import logger
+
+from shared.logs import configure_logging, redact
+from shared.settings import Residency, Settings, SettingsError
+
+
+def test_defaults_and_overrides():
+    assert Settings.from_env({}).residency is Residency.KEEP
+    settings = Settings.from_env({"MODEL_RESIDENCY": "unload", "VOLUME_ROOT": "/vol", "BUCKET_NAME": "b",
+                                  "S3_KEY_PREFIX": "/runs/", "INLINE_OUTPUT_MAX_BYTES": "1024"})
+    assert settings.residency is Residency.UNLOAD and str(settings.volume_root) == "/vol"
+    assert settings.s3.bucket == "b" and settings.s3.key_prefix == "runs" and settings.inline_max_bytes == 1024
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [({"MODEL_RESIDENCY": "sometimes"}, "MODEL_RESIDENCY must be one of keep, unload"),
+     ({"PRESIGNED_URL_EXPIRY_SECONDS": "999999999"}, "between 1 and 604800"),
+     ({"INLINE_OUTPUT_MAX_BYTES": "lots"}, "must be an integer")],
+)
+def test_bad_environment_is_named(env, message):
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(env)
+
+
+def test_secret_never_reaches_the_log(monkeypatch, capfd):
+    monkeypatch.setenv("BUCKET_SECRET_ACCESS_KEY", "sup3r-s3cret-value")
+    monkeypatch.setenv("HF_TOKEN", "hf_abcdefghijklmnop")
+    configure_logging()
+    url = "https://s3/x.wav?X-Amz-Credential=AKIA1%2Fscope&X-Amz-Signature=deadbeef&X-Amz-Expires=60"
+    try:
+        raise RuntimeError("boom with sup3r-s3cret-value inside")
+    except RuntimeError:
+        logger.exception("failed using hf_abcdefghijklmnop and {}", url)
+    err = capfd.readouterr().err
+    assert "sup3r-s3cret-value" not in err and "hf_abcdefghijklmnop" not in err and "deadbeef" not in err
+    assert "X-Amz-Signature=***" in err and "boom with *** inside" in err and "X-Amz-Expires=60" in err
+    assert redact("plain text") == "plain text"
