@@ -30,7 +30,12 @@ from transformers import (
 
 # MusicGen's real audio side: EnCodec at 32 kHz, hop 640 (50 frames/s), 4 codebooks of 2048 entries
 # at 2.2 kbps. Only the widths and depths shrink.
-_ENCODEC_32K = {"sampling_rate": 32000, "upsampling_ratios": [8, 5, 4, 4], "target_bandwidths": [2.2], "codebook_size": 2048}
+_ENCODEC_32K = {
+    "sampling_rate": 32000,
+    "upsampling_ratios": [8, 5, 4, 4],
+    "target_bandwidths": [2.2],
+    "codebook_size": 2048,
+}
 _SIZES = {
     "tiny": {"text": (32, 2, 4), "decoder": (32, 2, 4), "encodec": (16, 4)},
     "bench": {"text": (256, 4, 4), "decoder": (512, 12, 8), "encodec": (32, 16)},
@@ -49,17 +54,34 @@ def _t5_tokenizer() -> T5TokenizerFast:
 def _musicgen_config(size: str, tokenizer: T5TokenizerFast, audio_channels: int = 1) -> MusicgenConfig:
     (t_dim, t_layers, t_heads), (d_dim, d_layers, d_heads), (e_hidden, e_filters) = _SIZES[size].values()
     text = T5Config(
-        vocab_size=len(tokenizer), d_model=t_dim, d_kv=t_dim // t_heads, d_ff=2 * t_dim,
-        num_layers=t_layers, num_heads=t_heads,
+        vocab_size=len(tokenizer),
+        d_model=t_dim,
+        d_kv=t_dim // t_heads,
+        d_ff=2 * t_dim,
+        num_layers=t_layers,
+        num_heads=t_heads,
     )
     audio = EncodecConfig(
-        **_ENCODEC_32K, audio_channels=audio_channels, hidden_size=e_hidden, num_filters=e_filters,
-        codebook_dim=e_hidden, num_residual_layers=1, num_lstm_layers=1,
+        **_ENCODEC_32K,
+        audio_channels=audio_channels,
+        hidden_size=e_hidden,
+        num_filters=e_filters,
+        codebook_dim=e_hidden,
+        num_residual_layers=1,
+        num_lstm_layers=1,
     )
     decoder = MusicgenDecoderConfig(
-        vocab_size=2048, hidden_size=d_dim, num_hidden_layers=d_layers, num_attention_heads=d_heads,
-        ffn_dim=4 * d_dim, num_codebooks=4 * audio_channels, audio_channels=audio_channels,
-        max_position_embeddings=2048, pad_token_id=2048, bos_token_id=2048, decoder_start_token_id=2048,
+        vocab_size=2048,
+        hidden_size=d_dim,
+        num_hidden_layers=d_layers,
+        num_attention_heads=d_heads,
+        ffn_dim=4 * d_dim,
+        num_codebooks=4 * audio_channels,
+        audio_channels=audio_channels,
+        max_position_embeddings=2048,
+        pad_token_id=2048,
+        bos_token_id=2048,
+        decoder_start_token_id=2048,
     )
     return MusicgenConfig(text_encoder=text, audio_encoder=audio, decoder=decoder)
 
@@ -78,8 +100,15 @@ def build_musicgen(target: Path, size: str) -> None:
     _randomize_codebooks(model.audio_encoder)
     # The published generation_config.json: sampling on, guidance 3, pad/start = codebook size.
     generation = model.generation_config
-    generation.update(do_sample=True, guidance_scale=3.0, max_length=1500, top_k=250,
-                      pad_token_id=2048, decoder_start_token_id=2048, bos_token_id=2048)
+    generation.update(
+        do_sample=True,
+        guidance_scale=3.0,
+        max_length=1500,
+        top_k=250,
+        pad_token_id=2048,
+        decoder_start_token_id=2048,
+        bos_token_id=2048,
+    )
     processor = MusicgenProcessor(
         feature_extractor=EncodecFeatureExtractor(feature_size=1, sampling_rate=32000, padding_value=0.0),
         tokenizer=tokenizer,

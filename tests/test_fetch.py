@@ -52,8 +52,14 @@ ALLOWED = Settings(allow_private_urls=True)
 
 @pytest.mark.parametrize(
     "url",
-    ["http://127.0.0.1/a.wav", "http://localhost:8080/a.wav", "https://10.1.2.3/a.wav",
-     "http://169.254.169.254/latest/meta-data", "http://[::1]/a.wav", "http://192.168.0.10/a.wav"],
+    [
+        "http://127.0.0.1/a.wav",
+        "http://localhost:8080/a.wav",
+        "https://10.1.2.3/a.wav",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/a.wav",
+        "http://192.168.0.10/a.wav",
+    ],
 )
 def test_private_and_loopback_urls_are_refused(url):
     with pytest.raises(InputError, match="resolves to non-public address"):

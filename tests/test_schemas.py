@@ -51,7 +51,7 @@ def test_every_bad_field_is_reported_in_one_message():
         ({"prompt": "x", "s3_key": "k" * 1025}, "s3_key: must be 1 to 1024 bytes"),
         ({"prompt": "x", "s3_prefix": "../up"}, "s3_prefix"),
         ({"prompt": "x", "s3_key": "a.wav", "s3_prefix": "p"}, "s3_key and s3_prefix: give one or the other"),
-        ({"prompt": "x", "melody_audio": "ftp://host/a.wav"}, "melody_audio: must be an https:// URL, an s3:// URI or base64"),
+        ({"prompt": "x", "melody_audio": "ftp://host/a.wav"}, "must be an https:// URL, an s3:// URI or base64"),
         ({"prompt": "x", "melody_audio": "s3://Bad_Bucket/a.wav"}, "melody_audio: must be a valid S3 bucket name"),
         ({"prompt": "x", "melody_audio": "QUJD" * 400}, "over the 1000-byte cap"),
     ],

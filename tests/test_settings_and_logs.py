@@ -9,17 +9,26 @@ from shared.settings import Residency, Settings, SettingsError
 
 def test_defaults_and_overrides():
     assert Settings.from_env({}).residency is Residency.KEEP
-    settings = Settings.from_env({"MODEL_RESIDENCY": "unload", "VOLUME_ROOT": "/vol", "BUCKET_NAME": "b",
-                                  "S3_KEY_PREFIX": "/runs/", "INLINE_OUTPUT_MAX_BYTES": "1024"})
+    settings = Settings.from_env(
+        {
+            "MODEL_RESIDENCY": "unload",
+            "VOLUME_ROOT": "/vol",
+            "BUCKET_NAME": "b",
+            "S3_KEY_PREFIX": "/runs/",
+            "INLINE_OUTPUT_MAX_BYTES": "1024",
+        }
+    )
     assert settings.residency is Residency.UNLOAD and str(settings.volume_root) == "/vol"
     assert settings.s3.bucket == "b" and settings.s3.key_prefix == "runs" and settings.inline_max_bytes == 1024
 
 
 @pytest.mark.parametrize(
     ("env", "message"),
-    [({"MODEL_RESIDENCY": "sometimes"}, "MODEL_RESIDENCY must be one of keep, unload"),
-     ({"PRESIGNED_URL_EXPIRY_SECONDS": "999999999"}, "between 1 and 604800"),
-     ({"INLINE_OUTPUT_MAX_BYTES": "lots"}, "must be an integer")],
+    [
+        ({"MODEL_RESIDENCY": "sometimes"}, "MODEL_RESIDENCY must be one of keep, unload"),
+        ({"PRESIGNED_URL_EXPIRY_SECONDS": "999999999"}, "between 1 and 604800"),
+        ({"INLINE_OUTPUT_MAX_BYTES": "lots"}, "must be an integer"),
+    ],
 )
 def test_bad_environment_is_named(env, message):
     with pytest.raises(SettingsError, match=message):

@@ -60,6 +60,9 @@ def test_incomplete_folder_lists_what_is_missing(tmp_path):
     folder = make_checkpoint(tmp_path / "musicgen" / "org" / "name", sharded=True)
     (folder / "model-00002-of-00002.safetensors").unlink()
     (folder / "processor_config.json").unlink()
-    with pytest.raises(ModelFilesError, match=r"missing: preprocessor_config.json or processor_config.json, "
-                                              r"model-00002-of-00002.safetensors; re-populate it with"):
+    with pytest.raises(
+        ModelFilesError,
+        match=r"missing: preprocessor_config.json or processor_config.json, "
+        r"model-00002-of-00002.safetensors; re-populate it with",
+    ):
         resolve_model_dir("musicgen", "org/name", Settings(volume_root=tmp_path), REQUIRED)

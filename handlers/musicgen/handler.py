@@ -1,7 +1,7 @@
 """RunPod entry point of the MusicGen worker.
 
-    python handlers/musicgen/handler.py                  # runs test_input.json once
-    python -m handlers.musicgen --rp_serve_api           # local API server (/run, /runsync, /status)
+python handlers/musicgen/handler.py                  # runs test_input.json once
+python -m handlers.musicgen --rp_serve_api           # local API server (/run, /runsync, /status)
 """
 
 import sys
