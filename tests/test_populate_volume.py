@@ -1,0 +1,57 @@
+"""The volume populator's file selection and target paths (the download itself needs the hub)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scripts.populate_volume import files_to_fetch, main, target_folder
+
+# The file list of facebook/musicgen-small as published.
+MUSICGEN_SMALL = [
+    ".gitattributes",
+    "README.md",
+    "compression_state_dict.bin",
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "preprocessor_config.json",
+    "pytorch_model.bin",
+    "special_tokens_map.json",
+    "spiece.model",
+    "state_dict.bin",
+    "tokenizer.json",
+    "tokenizer_config.json",
+]
+
+
+def test_legacy_bin_duplicates_are_skipped():
+    assert files_to_fetch(MUSICGEN_SMALL) == [
+        "README.md",
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "special_tokens_map.json",
+        "spiece.model",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
+
+
+def test_bin_weights_are_kept_when_they_are_the_only_weights():
+    assert "pytorch_model.bin" in files_to_fetch(["config.json", "pytorch_model.bin"])
+
+
+def test_target_follows_the_layout():
+    assert target_folder(Path("/runpod-volume"), "musicgen", "facebook/musicgen-small") == Path(
+        "/runpod-volume/musicgen/facebook/musicgen-small"
+    )
+
+
+@pytest.mark.parametrize("bad", ["musicgen-small", "a/b/c", "../x", "org/.."])
+def test_malformed_model_ids_are_refused_before_any_download(bad, capsys):
+    with pytest.raises(SystemExit):
+        main(["musicgen", "--model-id", bad, "--volume", "/tmp/v"])
+    assert "model id must look like ORG/NAME" in capsys.readouterr().err

@@ -1,0 +1,126 @@
+"""The model cache and the pipeline's fault contract, in process, with the real tiny MusicGen."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from handlers.musicgen.musicgen import MusicGen
+from shared.model_cache import ModelCache
+from shared.pipeline import Worker
+from shared.settings import Residency, Settings
+
+JOB = {"id": "job-1", "input": {"prompt": "lofi beat", "duration": 0.5, "seed": 1}}
+
+
+def _worker(tiny_volume: Path, tmp_path: Path, residency: Residency = Residency.KEEP) -> Worker:
+    settings = Settings(
+        volume_root=tiny_volume, model_id="tiny-random/musicgen", output_dir=tmp_path, residency=residency
+    )
+    return Worker(MusicGen, settings)
+
+
+def test_concurrent_jobs_share_one_load():
+    loads = []
+    barrier = threading.Barrier(8)
+
+    def load():
+        loads.append(object())
+        return loads[-1]
+
+    cache = ModelCache(load, Residency.KEEP)
+    seen = []
+
+    def job():
+        barrier.wait()
+        with cache.use() as (model, _):
+            seen.append(model)
+
+    threads = [threading.Thread(target=job) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert cache.load_count == 1 and len(loads) == 1
+    assert all(model is loads[0] for model in seen)
+
+
+def test_unload_residency_drops_the_model_when_the_last_job_leaves():
+    cache = ModelCache(object, Residency.UNLOAD)
+    with cache.use() as (first, info), cache.use() as (second, _):
+        assert info.loaded_now and first is second
+        assert cache.is_loaded
+    assert not cache.is_loaded
+    with cache.use() as (_, info):
+        assert info.loaded_now
+    assert cache.load_count == 2
+
+
+def test_a_failed_load_is_not_cached():
+    attempts = []
+
+    def load():
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise OSError("volume not mounted yet")
+        return "model"
+
+    cache = ModelCache(load, Residency.KEEP)
+    with pytest.raises(OSError), cache.use():
+        pass
+    with cache.use() as (model, info):
+        assert model == "model" and info.loaded_now
+
+
+def test_job_writes_to_local_folder_and_reports_parameters(tiny_volume, tmp_path):
+    worker = _worker(tiny_volume, tmp_path)
+    result = worker.run(JOB)
+    assert "error" not in result, result
+    output = result["outputs"][0]
+    assert Path(output["path"]).is_file() and Path(output["path"]) == tmp_path / "musicgen" / "job-1-0.wav"
+    assert result["parameters"]["seed"] == 1 and result["parameters"]["prompt"] == ["lofi beat"]
+    assert set(result["timings_s"]) == {"validate", "fetch_input", "load", "generate", "encode", "store", "total"}
+    assert worker.run(JOB)["model"]["loaded_this_job"] is False
+
+
+def test_unload_after_job_frees_the_model(tiny_volume, tmp_path):
+    worker = _worker(tiny_volume, tmp_path, Residency.UNLOAD)
+    assert worker.run(JOB)["model"]["loaded_this_job"] is True
+    assert not worker.cache.is_loaded
+    assert worker.run(JOB)["model"]["loaded_this_job"] is True
+    assert worker.cache.load_count == 2
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError("CUDA error: an illegal memory access was encountered"),
+    ],
+    ids=["out-of-memory", "illegal-access"],
+)
+def test_gpu_fault_frees_the_model_and_asks_for_a_new_worker(tiny_volume, tmp_path, monkeypatch, fault):
+    worker = _worker(tiny_volume, tmp_path)
+    worker.run(JOB)
+    adapter = worker.cache._model
+    monkeypatch.setattr(adapter.model, "generate", lambda **_: (_ for _ in ()).throw(fault))
+    result = worker.run(JOB)
+    assert result["refresh_worker"] is True
+    assert result["error"].startswith(f"GPU fault ({type(fault).__name__}: ")
+    assert "the worker will be replaced, retry the job" in result["error"]
+    assert not worker.cache.is_loaded  # dropped with its memory, not kept half-broken
+
+
+def test_other_failures_keep_the_worker(tiny_volume, tmp_path, monkeypatch):
+    worker = _worker(tiny_volume, tmp_path)
+    worker.run(JOB)
+    adapter = worker.cache._model
+    original = adapter.model.generate
+    monkeypatch.setattr(adapter.model, "generate", lambda **_: (_ for _ in ()).throw(ValueError("shape mismatch")))
+    result = worker.run(JOB)
+    assert result == {"error": "internal error (ValueError): shape mismatch"}
+    monkeypatch.setattr(adapter.model, "generate", original)
+    assert "outputs" in worker.run(JOB)
