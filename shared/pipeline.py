@@ -178,6 +178,8 @@ class Worker:
             encoded = [audio_codec.encode(audio, request.format) for audio in outputs]
         with timer.stage("store"):
             locations = self._store(destination, encoded, request.format, job_id)
+        for index, location in enumerate(locations):
+            logger.info("output {}: {}", index, location.get("s3_uri") or location.get("path") or "inline base64")
         timer.seconds["total"] = round(sum(timer.seconds.values()), 4)
         return {
             "outputs": [
