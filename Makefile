@@ -8,6 +8,11 @@ VOLUME := .volume
 export PIP_FIND_LINKS := $(if $(wildcard /opt/wheels),/opt/wheels,$(PIP_FIND_LINKS))
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
+# torchaudio's last release is built against an older torch: only its pure-Python parts (resample,
+# spectrogram) are used, and its compiled extension would fail to load beside torch 2.13.
+STRIP_TORCHAUDIO_EXTENSION = rm -f "$$($(PY) -c 'import importlib.util as u, pathlib as p; \
+	print(p.Path(u.find_spec("torchaudio").origin).parent)')"/lib/*.so
+
 DEMO_ENV := VOLUME_ROOT=$(VOLUME) MODEL_ID=tiny-random/musicgen OUTPUT_DIR=outputs
 
 .DEFAULT_GOAL := help
@@ -20,6 +25,7 @@ $(VENV)/.installed: handlers/*/requirements.txt requirements-dev.txt pyproject.t
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r handlers/musicgen/requirements.txt -r requirements-dev.txt
+	$(STRIP_TORCHAUDIO_EXTENSION)
 	touch $@
 
 venv: $(VENV)/.installed ## create the virtual environment with every handler's pinned dependencies

@@ -19,9 +19,11 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /app
 COPY handlers/musicgen/requirements.txt /tmp/requirements.txt
-# triton only serves torch.compile, which this worker does not use: ~0.9 GB saved.
+# triton only serves torch.compile, which this worker does not use: ~0.9 GB saved. torchaudio's
+# compiled extension targets an older torch; only its pure-Python parts are used.
 RUN pip install --no-compile -r /tmp/requirements.txt \
     && pip uninstall -y triton \
+    && rm -f "$(python -c 'import importlib.util as u, pathlib as p; print(p.Path(u.find_spec("torchaudio").origin).parent)')"/lib/*.so \
     && rm /tmp/requirements.txt
 
 COPY shared/ shared/

@@ -14,6 +14,7 @@ import argparse
 import string
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,6 +24,11 @@ from transformers import (
     MusicgenConfig,
     MusicgenDecoderConfig,
     MusicgenForConditionalGeneration,
+    MusicgenMelodyConfig,
+    MusicgenMelodyDecoderConfig,
+    MusicgenMelodyFeatureExtractor,
+    MusicgenMelodyForConditionalGeneration,
+    MusicgenMelodyProcessor,
     MusicgenProcessor,
     T5Config,
     T5TokenizerFast,
@@ -51,7 +57,7 @@ def _t5_tokenizer() -> T5TokenizerFast:
     return T5TokenizerFast(vocab=vocab, extra_ids=0)
 
 
-def _musicgen_config(size: str, tokenizer: T5TokenizerFast, audio_channels: int = 1) -> MusicgenConfig:
+def _musicgen_parts(size: str, tokenizer: T5TokenizerFast, decoder_class=MusicgenDecoderConfig) -> dict:
     (t_dim, t_layers, t_heads), (d_dim, d_layers, d_heads), (e_hidden, e_filters) = _SIZES[size].values()
     text = T5Config(
         vocab_size=len(tokenizer),
@@ -63,27 +69,27 @@ def _musicgen_config(size: str, tokenizer: T5TokenizerFast, audio_channels: int 
     )
     audio = EncodecConfig(
         **_ENCODEC_32K,
-        audio_channels=audio_channels,
+        audio_channels=1,
         hidden_size=e_hidden,
         num_filters=e_filters,
         codebook_dim=e_hidden,
         num_residual_layers=1,
         num_lstm_layers=1,
     )
-    decoder = MusicgenDecoderConfig(
+    decoder = decoder_class(
         vocab_size=2048,
         hidden_size=d_dim,
         num_hidden_layers=d_layers,
         num_attention_heads=d_heads,
         ffn_dim=4 * d_dim,
-        num_codebooks=4 * audio_channels,
-        audio_channels=audio_channels,
+        num_codebooks=4,
+        audio_channels=1,
         max_position_embeddings=2048,
         pad_token_id=2048,
         bos_token_id=2048,
         decoder_start_token_id=2048,
     )
-    return MusicgenConfig(text_encoder=text, audio_encoder=audio, decoder=decoder)
+    return {"text_encoder": text, "audio_encoder": audio, "decoder": decoder}
 
 
 def _randomize_codebooks(encodec: torch.nn.Module) -> None:
@@ -94,13 +100,9 @@ def _randomize_codebooks(encodec: torch.nn.Module) -> None:
         layer.codebook.embed_avg.copy_(layer.codebook.embed)
 
 
-def build_musicgen(target: Path, size: str) -> None:
-    tokenizer = _t5_tokenizer()
-    model = MusicgenForConditionalGeneration(_musicgen_config(size, tokenizer))
-    _randomize_codebooks(model.audio_encoder)
-    # The published generation_config.json: sampling on, guidance 3, pad/start = codebook size.
-    generation = model.generation_config
-    generation.update(
+def _published_generation_config(model) -> None:
+    """The published generation_config.json: sampling on, guidance 3, pad/start = codebook size."""
+    model.generation_config.update(
         do_sample=True,
         guidance_scale=3.0,
         max_length=1500,
@@ -109,6 +111,13 @@ def build_musicgen(target: Path, size: str) -> None:
         decoder_start_token_id=2048,
         bos_token_id=2048,
     )
+
+
+def build_musicgen(target: Path, size: str) -> None:
+    tokenizer = _t5_tokenizer()
+    model = MusicgenForConditionalGeneration(MusicgenConfig(**_musicgen_parts(size, tokenizer)))
+    _randomize_codebooks(model.audio_encoder)
+    _published_generation_config(model)
     processor = MusicgenProcessor(
         feature_extractor=EncodecFeatureExtractor(feature_size=1, sampling_rate=32000, padding_value=0.0),
         tokenizer=tokenizer,
@@ -117,9 +126,29 @@ def build_musicgen(target: Path, size: str) -> None:
     processor.save_pretrained(target)
 
 
-# handler -> (model id written under <volume>/<handler>/, builder)
-BUILDERS: dict[str, tuple[str, Callable[[Path, str], None]]] = {
-    "musicgen": ("tiny-random/musicgen", build_musicgen),
+def build_musicgen_melody(target: Path, size: str) -> None:
+    """musicgen-melody: the decoder is also conditioned on a 12-bin chromagram of the melody audio
+    (the published feature extractor settings: n_fft 16384, hop 4096, 30 s chunks)."""
+    tokenizer = _t5_tokenizer()
+    config = MusicgenMelodyConfig(**_musicgen_parts(size, tokenizer, MusicgenMelodyDecoderConfig), num_chroma=12)
+    model = MusicgenMelodyForConditionalGeneration(config)
+    _randomize_codebooks(model.audio_encoder)
+    _published_generation_config(model)
+    processor = MusicgenMelodyProcessor(feature_extractor=MusicgenMelodyFeatureExtractor(), tokenizer=tokenizer)
+    model.save_pretrained(target)
+    processor.save_pretrained(target)
+
+
+@dataclass(frozen=True)
+class TinyModel:
+    handler: str  # folder under the volume root
+    model_id: str  # the MODEL_ID a worker is started with
+    builder: Callable[[Path, str], None]
+
+
+BUILDERS: dict[str, TinyModel] = {
+    "musicgen": TinyModel("musicgen", "tiny-random/musicgen", build_musicgen),
+    "musicgen-melody": TinyModel("musicgen", "tiny-random/musicgen-melody", build_musicgen_melody),
 }
 
 
@@ -127,10 +156,10 @@ def build(volume: Path, names: list[str], size: str) -> list[Path]:
     torch.manual_seed(0)
     built = []
     for name in names:
-        model_id, builder = BUILDERS[name]
-        model_id = model_id if size == "tiny" else model_id.replace("tiny-random", f"{size}-random")
-        target = volume / name / model_id
-        builder(target, size)
+        entry = BUILDERS[name]
+        model_id = entry.model_id if size == "tiny" else entry.model_id.replace("tiny-random", f"{size}-random")
+        target = volume / entry.handler / model_id
+        entry.builder(target, size)
         built.append(target)
         print(f"built {name} ({size}) at {target}")
     return built

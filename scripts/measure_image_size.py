@@ -30,7 +30,7 @@ _PLATFORMS = (
     "manylinux1_x86_64",
 )
 PLATFORM_ARGS = [*(f"--platform={tag}" for tag in _PLATFORMS), "--python-version=3.11", "--only-binary=:all:"]
-REMOVED_AS_IN_DOCKERFILE = ("triton",)
+REMOVED_AS_IN_DOCKERFILE = ("triton*", "torchaudio/lib/*.so")
 
 
 def _pip(*args: str) -> None:
@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         "install", "-q", "--no-compile", "--no-index", "--find-links", str(wheels),
         "--target", str(target), "-r", str(requirements), *PLATFORM_ARGS,
     )  # fmt: skip
-    for name in REMOVED_AS_IN_DOCKERFILE:
-        for path in target.glob(f"{name}*"):
+    for pattern in REMOVED_AS_IN_DOCKERFILE:
+        for path in target.glob(pattern):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     installed_mb = _tree_bytes(target) / 1e6
     print(f"{args.handler}: installed packages {installed_mb:,.0f} MB; compressing...", flush=True)

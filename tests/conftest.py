@@ -50,7 +50,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def tiny_volume(tmp_path_factory: pytest.TempPathFactory) -> Path:
     volume = tmp_path_factory.mktemp("volume")
-    build(volume, ["musicgen"], "tiny")
+    build(volume, ["musicgen", "musicgen-melody"], "tiny")
     return volume
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
 import torch
 
 from handlers.musicgen.musicgen import MusicGen
@@ -124,3 +128,35 @@ def test_other_failures_keep_the_worker(tiny_volume, tmp_path, monkeypatch):
     assert result == {"error": "internal error (ValueError): shape mismatch"}
     monkeypatch.setattr(adapter.model, "generate", original)
     assert "outputs" in worker.run(JOB)
+
+
+def _tone_base64(frequency: float, seconds: float = 2.0, rate: int = 44100) -> str:
+    times = np.arange(int(seconds * rate)) / rate
+    buffer = io.BytesIO()
+    soundfile.write(buffer, 0.3 * np.sin(2 * np.pi * frequency * times), rate, format="WAV")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _melody_job(melody: str | None, **extra) -> dict:
+    job_input = {"prompt": ["calm", "busy"], "duration": 1.0, "seed": 5, "return_base64": True, **extra}
+    if melody is not None:
+        job_input["melody_audio"] = melody
+    return {"id": "melody", "input": job_input}
+
+
+def _decoded(result: dict) -> list[np.ndarray]:
+    assert "error" not in result, result
+    return [soundfile.read(io.BytesIO(base64.b64decode(o["base64"])))[0] for o in result["outputs"]]
+
+
+def test_melody_checkpoint_follows_the_melody_audio(tiny_volume, tmp_path):
+    settings = Settings(volume_root=tiny_volume, model_id="tiny-random/musicgen-melody", output_dir=tmp_path)
+    worker = Worker(MusicGen, settings)
+    a440 = _decoded(worker.run(_melody_job(_tone_base64(440.0))))
+    assert [len(samples) for samples in a440] == [32000, 32000]  # 44.1 kHz input, 32 kHz out
+    assert np.array_equal(a440[0], _decoded(worker.run(_melody_job(_tone_base64(440.0))))[0])  # seeded
+    # Same seed and prompts, another melody: the chromagram conditions the decoder, so the audio changes.
+    assert not np.array_equal(a440[0], _decoded(worker.run(_melody_job(_tone_base64(262.0))))[0])
+    assert len(_decoded(worker.run(_melody_job(None)))) == 2  # melody checkpoints also take text alone
+    too_long = worker.run(_melody_job(_tone_base64(440.0), duration=31.0))
+    assert too_long == {"error": "duration: melody checkpoints generate one window, at most 30 s"}
