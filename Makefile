@@ -24,7 +24,7 @@ help: ## list the targets
 $(VENV)/.installed: handlers/*/requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r handlers/musicgen/requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install -q $(foreach file,$(wildcard handlers/*/requirements.txt),-r $(file)) -r requirements-dev.txt
 	$(STRIP_TORCHAUDIO_EXTENSION)
 	touch $@
 

@@ -89,13 +89,22 @@ def main(argv: list[str] | None = None) -> int:
 
     _bare_load(folder)  # page cache and lazy imports warm for both sides
     first_handler, first_bare, warm_handler, warm_bare = [], [], [], []
-    for _ in range(args.repeats):
-        seconds, worker = _timed(handler_first_job)
-        first_handler.append(seconds)
+    stages: dict[str, list[float]] = {}
+    for repeat in range(args.repeats):
+        # Alternate which side goes first, so neither always inherits the other's warm allocator.
+        if repeat % 2 == 0:
+            seconds, worker = _timed(handler_first_job)
+            first_handler.append(seconds)
         seconds, (model, processor) = _timed(bare_first_job)
         first_bare.append(seconds)
+        if repeat % 2 == 1:
+            seconds, worker = _timed(handler_first_job)
+            first_handler.append(seconds)
         for _ in range(args.repeats):
-            warm_handler.append(_timed(worker.run, job)[0])
+            seconds, result = _timed(worker.run, job)
+            warm_handler.append(seconds)
+            for stage, stage_seconds in result["timings_s"].items():
+                stages.setdefault(stage, []).append(stage_seconds)
             warm_bare.append(_timed(_bare_generate, model, processor, args.duration)[0])
         del worker, model, processor
 
@@ -105,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch threads: {torch.get_num_threads()}, repeats: {args.repeats} cold, {args.repeats**2} warm")
     print(f"warm   handler job     {median(warm_handler):7.3f} s   bare generate+decode {median(warm_bare):7.3f} s")
     print(f"       ratio handler/bare: {median(warm_handler) / median(warm_bare):.3f}")
+    print("       handler stages (median s): " + ", ".join(f"{k} {median(v):.3f}" for k, v in stages.items()))
     print(f"first  handler job     {median(first_handler):7.3f} s   bare load+generate   {median(first_bare):7.3f} s")
     print(f"       ratio handler/bare: {median(first_handler) / median(first_bare):.3f}")
     return 0

@@ -19,6 +19,8 @@ from pathlib import Path
 # Each handler's default repositories (all are downloaded unless --model-id names others).
 DEFAULT_REPOS: dict[str, tuple[str, ...]] = {
     "musicgen": ("facebook/musicgen-small",),
+    # The LM and its audio tokenizer, side by side under higgs_audio/bosonai/.
+    "higgs_audio": ("bosonai/higgs-audio-v2-generation-3B-base", "bosonai/higgs-audio-v2-tokenizer"),
 }
 _LEGACY_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.msgpack", "*.onnx", "*.ot")
 _NEVER_NEEDED = (".gitattributes", "*.png", "*.jpg", "*.jpeg", "*.gif", "*.mp4")

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 
 from shared.audio import Audio
 from shared.schemas import JobRequest
+from shared.settings import Settings
 from shared.volume import RequiredFile
 
 RequestT = TypeVar("RequestT", bound=JobRequest)
 
 # progress(stage, fraction of the whole generation done, or None when unknown)
 Progress = Callable[[str, float | None], None]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    outputs: list[Audio]  # one per output file
+    details: dict[str, Any] = field(default_factory=dict)  # JSON-safe facts for the result's "details"
 
 
 class ModelAdapter(ABC, Generic[RequestT]):
@@ -33,7 +41,10 @@ class ModelAdapter(ABC, Generic[RequestT]):
     required_files: ClassVar[tuple[RequiredFile, ...]] = ("config.json",)
     gpu_dtype: ClassVar[torch.dtype] = torch.float16
 
-    def __init__(self, model_dir: Path, model_id: str, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(
+        self, model_dir: Path, model_id: str, device: torch.device, dtype: torch.dtype, settings: Settings
+    ) -> None:
+        self.settings = settings  # the worker's: volume root for companion folders, caps
         self.model_dir = model_dir
         self.model_id = model_id
         self.device = device
@@ -51,5 +62,10 @@ class ModelAdapter(ABC, Generic[RequestT]):
     input_channels: ClassVar[int] = 1
 
     @abstractmethod
-    def predict(self, request: RequestT, audio_inputs: dict[str, Audio], progress: Progress) -> list[Audio]:
-        """Generate one Audio per output; `audio_inputs` maps request fields to decoded input audio."""
+    def predict(self, request: RequestT, audio_inputs: dict[str, Audio], progress: Progress) -> Prediction:
+        """Generate the outputs; `audio_inputs` maps the labels of `request.input_audio()` to decoded audio."""
+
+    @classmethod
+    def client_fields(cls, request: RequestT, result: dict[str, Any]) -> dict[str, Any]:
+        """Top-level fields, beside the shared ones, that existing clients of this model expect."""
+        return {}

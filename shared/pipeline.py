@@ -106,7 +106,7 @@ class Worker:
         )
         device, dtype = self._device_and_dtype()
         logger.info("loading {} from {} on {} as {}", self.model_id, model_dir, device, dtype)
-        adapter = self.adapter_class(model_dir, self.model_id, device, dtype)
+        adapter = self.adapter_class(model_dir, self.model_id, device, dtype, self.settings)
         adapter.setup()
         return adapter
 
@@ -156,9 +156,8 @@ class Worker:
             )
         with timer.stage("fetch_input"):
             decoded = {
-                name: audio_codec.decode(fetch_audio_bytes(getattr(request, name), name, settings), name)
-                for name in request.audio_source_fields()
-                if getattr(request, name) is not None
+                label: audio_codec.decode(fetch_audio_bytes(source, label, settings), label)
+                for label, source in request.input_audio().items()
             }
         seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
         memory.reset_peak()
@@ -172,7 +171,8 @@ class Worker:
             }
             seed_everything(seed)
             with timer.stage("generate"):
-                outputs = model.predict(request, audio_inputs, progress)
+                prediction = model.predict(request, audio_inputs, progress)
+            outputs = prediction.outputs
             memory_peak = memory.peak_mib()
         with timer.stage("encode"):
             encoded = [audio_codec.encode(audio, request.format) for audio in outputs]
@@ -181,7 +181,7 @@ class Worker:
         for index, location in enumerate(locations):
             logger.info("output {}: {}", index, location.get("s3_uri") or location.get("path") or "inline base64")
         timer.seconds["total"] = round(sum(timer.seconds.values()), 4)
-        return {
+        result = {
             "outputs": [
                 self._describe_output(index, audio, data, rate, request.format, location)
                 for index, (audio, (data, rate), location) in enumerate(zip(outputs, encoded, locations, strict=True))
@@ -197,6 +197,9 @@ class Worker:
                 "after_job": round(memory.current_mib(), 1),
             },
         }
+        if prediction.details:
+            result["details"] = prediction.details
+        return result | self.adapter_class.client_fields(request, result)
 
     def _store(
         self, destination: storage.Destination, encoded: list[tuple[bytes, int]], audio_format: str, job_id: str
@@ -232,9 +235,12 @@ class Worker:
     def _parameters_used(request: JobRequest, seed: int) -> dict[str, Any]:
         used = request.model_dump(mode="json")
         used["seed"] = seed
-        for name in request.audio_source_fields():
-            if used.get(name) is not None:
-                used[name] = "<provided>"  # input audio can be megabytes of base64: not echoed back
+        for label in request.input_audio():  # input audio can be megabytes of base64: not echoed back
+            name, _, index = label.partition(".")
+            if index:
+                used[name][int(index)] = "<provided>"
+            else:
+                used[name] = "<provided>"
         return used
 
 

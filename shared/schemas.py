@@ -57,7 +57,7 @@ class AudioSourceMarker:
     """Marks a request field as input audio, so the pipeline fetches and decodes it before generation."""
 
 
-def _check_audio_source(value: str, info: ValidationInfo) -> str:
+def check_audio_source(value: str, info: ValidationInfo) -> str:
     """Accept an https/http URL, an s3:// URI, or base64 (optionally a data: URI) under the size cap."""
     if value.startswith(("https://", "http://")):
         return value
@@ -76,7 +76,7 @@ def _check_audio_source(value: str, info: ValidationInfo) -> str:
     return value
 
 
-AudioSource = Annotated[str, AfterValidator(_check_audio_source), AudioSourceMarker()]
+AudioSource = Annotated[str, AfterValidator(check_audio_source), AudioSourceMarker()]
 
 
 def _holds_audio_source(annotation: Any) -> bool:
@@ -122,9 +122,21 @@ class JobRequest(BaseModel):
                 raise ValueError(f"s3_key ends in .{extension} but format is {self.format!r}")
         return self
 
-    @classmethod
-    def audio_source_fields(cls) -> list[str]:
-        return [name for name, info in cls.model_fields.items() if _holds_audio_source(info.annotation)]
+    def input_audio(self) -> dict[str, str]:
+        """Input audio the pipeline fetches and decodes before generation: label -> source.
+
+        The label is the field name, or "field.index" for a list; every AudioSource field is included.
+        """
+        sources: dict[str, str] = {}
+        for name, info in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None or not _holds_audio_source(info.annotation):
+                continue
+            if isinstance(value, str):
+                sources[name] = value
+            else:
+                sources.update({f"{name}.{index}": item for index, item in enumerate(value)})
+        return sources
 
 
 def _describe(error: dict[str, Any]) -> str:

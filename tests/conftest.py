@@ -18,7 +18,7 @@ import pytest
 import requests
 from botocore.config import Config
 
-from scripts.build_tiny_models import build
+from scripts.build_tiny_models import BUILDERS, build
 
 REPO = Path(__file__).resolve().parents[1]
 ACCESS_KEY = "AKIATESTWORKER0001"
@@ -50,7 +50,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def tiny_volume(tmp_path_factory: pytest.TempPathFactory) -> Path:
     volume = tmp_path_factory.mktemp("volume")
-    build(volume, ["musicgen", "musicgen-melody"], "tiny")
+    build(volume, list(BUILDERS), "tiny")
     return volume
 
 
@@ -169,7 +169,7 @@ def start_worker(tmp_path_factory: pytest.TempPathFactory, tiny_volume: Path):
         full_env = {
             **clean_env,
             "VOLUME_ROOT": str(tiny_volume),
-            "MODEL_ID": f"tiny-random/{handler}",
+            "MODEL_ID": BUILDERS[handler].model_id,
             "OUTPUT_DIR": str(folder / "outputs"),
             "PYTHONUNBUFFERED": "1",
             **env,

@@ -20,7 +20,7 @@ from transformers import (
     MusicgenProcessor,
 )
 
-from shared.adapter import ModelAdapter, Progress
+from shared.adapter import ModelAdapter, Prediction, Progress
 from shared.audio import Audio
 from shared.errors import InputError, ModelFilesError
 from shared.schemas import AudioSource, JobRequest
@@ -99,7 +99,7 @@ class MusicGen(ModelAdapter[MusicGenRequest]):
     def input_sample_rate(self) -> int:
         return int(self.processor.feature_extractor.sampling_rate)
 
-    def predict(self, request: MusicGenRequest, audio_inputs: dict[str, Audio], progress: Progress) -> list[Audio]:
+    def predict(self, request: MusicGenRequest, audio_inputs: dict[str, Audio], progress: Progress) -> Prediction:
         melody = audio_inputs.get("melody_audio")
         if melody is not None and not self.is_melody:
             raise InputError(f"melody_audio: {self.model_id} is not a melody checkpoint; omit melody_audio")
@@ -118,7 +118,7 @@ class MusicGen(ModelAdapter[MusicGenRequest]):
             done += frames
             progress("generating", done / total_frames)
         waveforms = np.concatenate(pieces, axis=-1)  # (batch, channels, samples)
-        return [Audio(np.ascontiguousarray(waveform.T), self.sample_rate) for waveform in waveforms]
+        return Prediction([Audio(np.ascontiguousarray(waveform.T), self.sample_rate) for waveform in waveforms])
 
     def _generate_window(
         self, request: MusicGenRequest, frames: int, context: np.ndarray | None, melody: Audio | None

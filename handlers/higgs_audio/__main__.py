@@ -1,0 +1,3 @@
+from handlers.higgs_audio.handler import main
+
+main()
