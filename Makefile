@@ -16,10 +16,10 @@ STRIP_TORCHAUDIO_EXTENSION = rm -f "$$($(PY) -c 'import importlib.util as u, pat
 DEMO_ENV := VOLUME_ROOT=$(VOLUME) MODEL_ID=tiny-random/musicgen OUTPUT_DIR=outputs
 
 .DEFAULT_GOAL := help
-.PHONY: help venv tiny-models demo serve test lint benchmark clean
+.PHONY: help venv tiny-models demo demo-higgs_audio serve test lint benchmark clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: handlers/*/requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ tiny-models: $(VOLUME)/.built ## build the tiny random-weight models into ./.vol
 demo: $(VOLUME)/.built ## run the MusicGen worker once on test_input.json; audio lands in ./outputs
 	$(DEMO_ENV) $(PY) handlers/musicgen/handler.py
 
+demo-higgs_audio: $(VOLUME)/.built ## the same for the Higgs Audio V2 worker
+	VOLUME_ROOT=$(VOLUME) MODEL_ID=tiny-random/higgs-audio-v2-generation OUTPUT_DIR=outputs \
+		$(PY) handlers/higgs_audio/handler.py
+
 serve: $(VOLUME)/.built ## serve the MusicGen worker's local API on http://localhost:8000
 	$(DEMO_ENV) $(PY) -m handlers.musicgen --rp_serve_api --rp_api_port 8000
 
@@ -48,8 +52,8 @@ test: $(VENV)/.installed ## run the test suite (builds its own tiny models and S
 lint: $(VENV)/.installed ## ruff
 	$(VENV)/bin/ruff check .
 
-benchmark: $(VENV)/.installed ## handler vs bare-library ratios on a bench-size random MusicGen
-	$(PY) scripts/benchmark.py
+benchmark: $(VENV)/.installed ## handler vs bare-library ratios, bench-size random MusicGen and Higgs Audio
+	$(PY) scripts/benchmark.py musicgen && $(PY) scripts/benchmark.py higgs_audio
 
 clean: ## remove the venv, the tiny volume and local outputs
 	rm -rf $(VENV) $(VOLUME) outputs

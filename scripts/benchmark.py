@@ -1,12 +1,14 @@
 """Handler overhead, measured side by side in one run on the same model and inputs.
 
-    python scripts/benchmark.py [--duration 4] [--repeats 3] [--volume .volume-bench]
+    python scripts/benchmark.py musicgen [--repeats 3] [--volume .volume-bench]
+    python scripts/benchmark.py higgs_audio
 
-Builds a bench-size random-weight MusicGen (real EnCodec 32 kHz ratios and codebooks, wider and
-deeper decoder than the test model) and prints two ratios:
+Builds a bench-size random-weight model of the real architecture (real codec ratios and codebooks,
+a wider and deeper LM than the test model) and prints two ratios:
 
-  warm:  the handler's whole job (validate, generate, encode, store) / bare `model.generate` + decode
-  first: the first job of a fresh worker (load included) / bare `from_pretrained` + generate + decode
+  warm:  the handler's whole job (validate, generate, encode, store) / the bare library calls
+         (processor, `model.generate`, decode) with the same settings, seed and prompt
+  first: the first job of a fresh worker (load included) / bare `from_pretrained` + the same calls
 
 Runs alternate between the two sides and report medians, so drift (page cache, CPU clock) hits both.
 Output goes to a temporary local folder (S3 upload time is the network's, not the handler's).
@@ -15,34 +17,62 @@ Output goes to a temporary local folder (S3 upload time is the network's, not th
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from transformers import MusicgenForConditionalGeneration, MusicgenProcessor  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoTokenizer,
+    DacFeatureExtractor,
+    HiggsAudioV2ForConditionalGeneration,
+    HiggsAudioV2Processor,
+    HiggsAudioV2TokenizerModel,
+    MusicgenForConditionalGeneration,
+    MusicgenProcessor,
+)
 
+from handlers.higgs_audio.higgs_audio import HiggsAudio, build_prompt  # noqa: E402
 from handlers.musicgen.musicgen import MusicGen  # noqa: E402
-from scripts.build_tiny_models import build  # noqa: E402
+from scripts.build_tiny_models import BUILDERS, build  # noqa: E402
+from shared.adapter import ModelAdapter  # noqa: E402
 from shared.pipeline import Worker  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from shared.volume import enforce_offline  # noqa: E402
 
-MODEL_ID = "bench-random/musicgen"
-PROMPT = "lofi piano beat with warm bass"
 SEED = 1234
 
 
-def _bare_generate(model, processor, duration: float) -> torch.Tensor:
-    """What a user of transformers writes by hand: the same generation settings the handler uses."""
+@dataclass(frozen=True)
+class BenchCase:
+    adapter: type[ModelAdapter]
+    job_input: dict[str, Any]
+    bare_load: Callable[[Path], Any]  # model folder -> whatever bare_run needs
+    bare_run: Callable[[Any], Any]
+
+
+MUSICGEN_PROMPT, MUSICGEN_SECONDS = "lofi piano beat with warm bass", 2.0
+
+
+def _musicgen_load(folder: Path):
+    model = MusicgenForConditionalGeneration.from_pretrained(folder, dtype=torch.float32).eval()
+    return model, MusicgenProcessor.from_pretrained(folder)
+
+
+def _musicgen_run(loaded) -> torch.Tensor:
+    model, processor = loaded
     audio_config = model.config.audio_encoder
-    frames = round(duration * audio_config.frame_rate)
+    frames = round(MUSICGEN_SECONDS * audio_config.frame_rate)
     delay = model.decoder.config.num_codebooks // audio_config.audio_channels - 1
-    inputs = processor(text=[PROMPT], padding=True, return_tensors="pt")
+    inputs = processor(text=[MUSICGEN_PROMPT], padding=True, return_tensors="pt")
     torch.manual_seed(SEED)
     with torch.inference_mode():
         waveform = model.generate(
@@ -51,9 +81,42 @@ def _bare_generate(model, processor, duration: float) -> torch.Tensor:
     return waveform[..., : frames * (audio_config.sampling_rate // audio_config.frame_rate)].float().cpu()
 
 
-def _bare_load(folder: Path):
-    model = MusicgenForConditionalGeneration.from_pretrained(folder, dtype=torch.float32).eval()
-    return model, MusicgenProcessor.from_pretrained(folder)
+HIGGS_TEXT, HIGGS_SCENE, HIGGS_TOKENS = "The sun rises in the east and sets in the west.", "A quiet room.", 200
+
+
+def _higgs_load(folder: Path):
+    tokenizer_folder = folder.parent / "higgs-audio-v2-tokenizer"
+    model = HiggsAudioV2ForConditionalGeneration.from_pretrained(folder, dtype=torch.float32).eval()
+    processor = HiggsAudioV2Processor(
+        feature_extractor=DacFeatureExtractor.from_pretrained(tokenizer_folder),
+        tokenizer=AutoTokenizer.from_pretrained(folder),
+        audio_tokenizer=HiggsAudioV2TokenizerModel.from_pretrained(tokenizer_folder).eval(),
+    )
+    return model, processor
+
+
+def _higgs_run(loaded) -> torch.Tensor:
+    model, processor = loaded
+    inputs = processor(text=build_prompt(HIGGS_SCENE, [], HIGGS_TEXT), return_tensors="pt")
+    torch.manual_seed(SEED)
+    config = copy.deepcopy(model.generation_config)
+    config.update(do_sample=True, temperature=1.0, top_k=50, top_p=0.95, max_new_tokens=HIGGS_TOKENS)
+    config.ras_win_len, config.ras_win_max_num_repeat = 7, 2  # Higgs' sampler reads these attributes
+    with torch.inference_mode():
+        return processor.decode(model.generate(**inputs, generation_config=config))
+
+
+CASES = {
+    "musicgen": BenchCase(
+        MusicGen, {"prompt": MUSICGEN_PROMPT, "duration": MUSICGEN_SECONDS}, _musicgen_load, _musicgen_run
+    ),
+    "higgs_audio": BenchCase(
+        HiggsAudio,
+        {"transcript": HIGGS_TEXT, "scene_prompt": HIGGS_SCENE, "max_new_tokens": HIGGS_TOKENS},
+        _higgs_load,
+        _higgs_run,
+    ),
+}
 
 
 def _timed(function, *args):
@@ -64,38 +127,41 @@ def _timed(function, *args):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=4.0, help="seconds of audio per job")
+    parser.add_argument("model", choices=sorted(CASES))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--volume", type=Path, default=Path(".volume-bench"))
     args = parser.parse_args(argv)
     enforce_offline()
-    folder = args.volume / "musicgen" / MODEL_ID
+    case = CASES[args.model]
+    model_id = BUILDERS[args.model].model_id.replace("tiny-random", "bench-random")
+    folder = args.volume / case.adapter.name / model_id
     if not (folder / "model.safetensors").is_file():
-        build(args.volume, ["musicgen"], "bench")
-    job = {"id": "bench", "input": {"prompt": PROMPT, "duration": args.duration, "seed": SEED}}
+        build(args.volume, [args.model], "bench")
+    job = {"id": "bench", "input": case.job_input | {"seed": SEED}}
     output_dir = Path(tempfile.mkdtemp(prefix="bench-outputs-"))
-    settings = Settings(volume_root=args.volume, model_id=MODEL_ID, output_dir=output_dir, device="cpu")
+    settings = Settings(volume_root=args.volume, model_id=model_id, output_dir=output_dir, device="cpu")
 
     def handler_first_job() -> Worker:
-        worker = Worker(MusicGen, settings)
+        worker = Worker(case.adapter, settings)
         result = worker.run(job)
         assert "error" not in result, result
         return worker
 
     def bare_first_job():
-        model, processor = _bare_load(folder)
-        _bare_generate(model, processor, args.duration)
-        return model, processor
+        loaded = case.bare_load(folder)
+        case.bare_run(loaded)
+        return loaded
 
-    _bare_load(folder)  # page cache and lazy imports warm for both sides
+    case.bare_load(folder)  # page cache and lazy imports warm for both sides
     first_handler, first_bare, warm_handler, warm_bare = [], [], [], []
     stages: dict[str, list[float]] = {}
+    samples = {}
     for repeat in range(args.repeats):
         # Alternate which side goes first, so neither always inherits the other's warm allocator.
         if repeat % 2 == 0:
             seconds, worker = _timed(handler_first_job)
             first_handler.append(seconds)
-        seconds, (model, processor) = _timed(bare_first_job)
+        seconds, loaded = _timed(bare_first_job)
         first_bare.append(seconds)
         if repeat % 2 == 1:
             seconds, worker = _timed(handler_first_job)
@@ -105,17 +171,21 @@ def main(argv: list[str] | None = None) -> int:
             warm_handler.append(seconds)
             for stage, stage_seconds in result["timings_s"].items():
                 stages.setdefault(stage, []).append(stage_seconds)
-            warm_bare.append(_timed(_bare_generate, model, processor, args.duration)[0])
-        del worker, model, processor
+            samples["handler"] = round(result["outputs"][0]["duration_seconds"] * result["outputs"][0]["sample_rate"])
+            seconds, waveform = _timed(case.bare_run, loaded)
+            warm_bare.append(seconds)
+            samples["bare"] = waveform.shape[-1]
+        del worker, loaded
 
-    params = sum(p.numel() for p in _bare_load(folder)[0].parameters()) / 1e6
+    params = sum(p.numel() for p in case.bare_load(folder)[0].parameters()) / 1e6
     median = statistics.median
-    print(f"model: {MODEL_ID} ({params:.0f} M parameters), {args.duration:g} s of audio, device cpu")
-    print(f"torch threads: {torch.get_num_threads()}, repeats: {args.repeats} cold, {args.repeats**2} warm")
-    print(f"warm   handler job     {median(warm_handler):7.3f} s   bare generate+decode {median(warm_bare):7.3f} s")
+    print(f"model: {model_id} ({params:.0f} M parameters), device cpu, torch threads {torch.get_num_threads()}")
+    print(f"same work on both sides: {samples['handler']} samples (handler) vs {samples['bare']} (bare)")
+    print(f"repeats: {args.repeats} cold, {args.repeats**2} warm (medians)")
+    print(f"warm   handler job     {median(warm_handler):7.3f} s   bare calls           {median(warm_bare):7.3f} s")
     print(f"       ratio handler/bare: {median(warm_handler) / median(warm_bare):.3f}")
-    print("       handler stages (median s): " + ", ".join(f"{k} {median(v):.3f}" for k, v in stages.items()))
-    print(f"first  handler job     {median(first_handler):7.3f} s   bare load+generate   {median(first_bare):7.3f} s")
+    print("       handler stages: " + ", ".join(f"{k} {median(v):.3f}" for k, v in stages.items()))
+    print(f"first  handler job     {median(first_handler):7.3f} s   bare load + calls    {median(first_bare):7.3f} s")
     print(f"       ratio handler/bare: {median(first_handler) / median(first_bare):.3f}")
     return 0
 
