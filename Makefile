@@ -16,15 +16,16 @@ STRIP_TORCHAUDIO_EXTENSION = rm -f "$$($(PY) -c 'import importlib.util as u, pat
 DEMO_ENV := VOLUME_ROOT=$(VOLUME) MODEL_ID=tiny-random/musicgen OUTPUT_DIR=outputs
 
 .DEFAULT_GOAL := help
-.PHONY: help venv tiny-models demo demo-higgs_audio serve test lint benchmark clean
+.PHONY: help venv tiny-models demo demo-higgs_audio demo-voxcpm serve test lint benchmark clean
 
 help: ## list the targets
 	@grep -E '^[a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: handlers/*/requirements.txt requirements-dev.txt pyproject.toml
+$(VENV)/.installed: handlers/*/requirements*.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(foreach file,$(wildcard handlers/*/requirements.txt),-r $(file)) -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps $(foreach file,$(wildcard handlers/*/requirements-nodeps.txt),-r $(file))
 	$(STRIP_TORCHAUDIO_EXTENSION)
 	touch $@
 
@@ -43,6 +44,9 @@ demo-higgs_audio: $(VOLUME)/.built ## the same for the Higgs Audio V2 worker
 	VOLUME_ROOT=$(VOLUME) MODEL_ID=tiny-random/higgs-audio-v2-generation OUTPUT_DIR=outputs \
 		$(PY) handlers/higgs_audio/handler.py
 
+demo-voxcpm: $(VOLUME)/.built ## the same for the VoxCPM worker
+	VOLUME_ROOT=$(VOLUME) MODEL_ID=tiny-random/VoxCPM2 OUTPUT_DIR=outputs $(PY) handlers/voxcpm/handler.py
+
 serve: $(VOLUME)/.built ## serve the MusicGen worker's local API on http://localhost:8000
 	$(DEMO_ENV) $(PY) -m handlers.musicgen --rp_serve_api --rp_api_port 8000
 
@@ -52,8 +56,8 @@ test: $(VENV)/.installed ## run the test suite (builds its own tiny models and S
 lint: $(VENV)/.installed ## ruff
 	$(VENV)/bin/ruff check .
 
-benchmark: $(VENV)/.installed ## handler vs bare-library ratios, bench-size random MusicGen and Higgs Audio
-	$(PY) scripts/benchmark.py musicgen && $(PY) scripts/benchmark.py higgs_audio
+benchmark: $(VENV)/.installed ## handler vs bare-library ratios on bench-size random models (and time to first streamed chunk)
+	for model in musicgen higgs_audio voxcpm; do $(PY) scripts/benchmark.py $$model || exit 1; done
 
 clean: ## remove the venv, the tiny volume and local outputs
 	rm -rf $(VENV) $(VOLUME) outputs

@@ -2,6 +2,7 @@
 
     python scripts/benchmark.py musicgen [--repeats 3] [--volume .volume-bench]
     python scripts/benchmark.py higgs_audio
+    python scripts/benchmark.py voxcpm      # also: time to the first streamed chunk vs the whole job
 
 Builds a bench-size random-weight model of the real architecture (real codec ratios and codebooks,
 a wider and deeper LM than the test model) and prints two ratios:
@@ -29,7 +30,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import voxcpm as voxcpm_library  # noqa: E402
 from transformers import (  # noqa: E402
     AutoTokenizer,
     DacFeatureExtractor,
@@ -42,6 +45,7 @@ from transformers import (  # noqa: E402
 
 from handlers.higgs_audio.higgs_audio import HiggsAudio, build_prompt  # noqa: E402
 from handlers.musicgen.musicgen import MusicGen  # noqa: E402
+from handlers.voxcpm.voxcpm_tts import VoxCPM  # noqa: E402
 from scripts.build_tiny_models import BUILDERS, build  # noqa: E402
 from shared.adapter import ModelAdapter  # noqa: E402
 from shared.pipeline import Worker  # noqa: E402
@@ -55,7 +59,7 @@ SEED = 1234
 class BenchCase:
     adapter: type[ModelAdapter]
     job_input: dict[str, Any]
-    bare_load: Callable[[Path], Any]  # model folder -> whatever bare_run needs
+    bare_load: Callable[[Path], Any]  # model folder -> (the torch module, anything else bare_run needs)
     bare_run: Callable[[Any], Any]
 
 
@@ -106,6 +110,20 @@ def _higgs_run(loaded) -> torch.Tensor:
         return processor.decode(model.generate(**inputs, generation_config=config))
 
 
+VOXCPM_TEXT = "Streaming speech from a RunPod worker, one patch after another, until the sentence ends."
+
+
+def _voxcpm_load(folder: Path):
+    tts = voxcpm_library.VoxCPM(str(folder), zipenhancer_model_path=None, optimize=False, device="cpu")
+    return tts.tts_model, tts
+
+
+def _voxcpm_run(loaded) -> np.ndarray:
+    _, tts = loaded
+    torch.manual_seed(SEED)
+    return tts.generate(text=VOXCPM_TEXT, cfg_value=2.0, inference_timesteps=10, retry_badcase=False)
+
+
 CASES = {
     "musicgen": BenchCase(
         MusicGen, {"prompt": MUSICGEN_PROMPT, "duration": MUSICGEN_SECONDS}, _musicgen_load, _musicgen_run
@@ -115,6 +133,12 @@ CASES = {
         {"transcript": HIGGS_TEXT, "scene_prompt": HIGGS_SCENE, "max_new_tokens": HIGGS_TOKENS},
         _higgs_load,
         _higgs_run,
+    ),
+    "voxcpm": BenchCase(
+        VoxCPM,
+        {"target_text": VOXCPM_TEXT, "retry_badcase": False},
+        _voxcpm_load,
+        _voxcpm_run,
     ),
 }
 
@@ -187,7 +211,26 @@ def main(argv: list[str] | None = None) -> int:
     print("       handler stages: " + ", ".join(f"{k} {median(v):.3f}" for k, v in stages.items()))
     print(f"first  handler job     {median(first_handler):7.3f} s   bare load + calls    {median(first_bare):7.3f} s")
     print(f"       ratio handler/bare: {median(first_handler) / median(first_bare):.3f}")
+    if case.adapter.streams:
+        _time_to_first_chunk(worker_factory=lambda: Worker(case.adapter, settings), job=job, repeats=args.repeats)
     return 0
+
+
+def _time_to_first_chunk(worker_factory: Callable[[], Worker], job: dict[str, Any], repeats: int) -> None:
+    """Streaming: how soon the first audio chunk is out, against the whole streamed job, same run."""
+    worker = worker_factory()
+    streaming_job = {"id": "bench-stream", "input": job["input"] | {"stream": True}}
+    worker.run(streaming_job, lambda item: None)  # warm
+    first, whole = [], []
+    for _ in range(repeats**2):
+        arrivals: list[float] = []
+        started = time.perf_counter()
+        worker.run(streaming_job, lambda item, arrivals=arrivals: arrivals.append(time.perf_counter()))
+        whole.append(time.perf_counter() - started)
+        first.append(arrivals[0] - started)
+    median = statistics.median
+    print(f"stream first chunk     {median(first):7.3f} s   whole streamed job   {median(whole):7.3f} s")
+    print(f"       ratio first-chunk/whole: {median(first) / median(whole):.3f} ({len(arrivals)} chunks)")
 
 
 if __name__ == "__main__":

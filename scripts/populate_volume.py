@@ -21,6 +21,7 @@ DEFAULT_REPOS: dict[str, tuple[str, ...]] = {
     "musicgen": ("facebook/musicgen-small",),
     # The LM and its audio tokenizer, side by side under higgs_audio/bosonai/.
     "higgs_audio": ("bosonai/higgs-audio-v2-generation-3B-base", "bosonai/higgs-audio-v2-tokenizer"),
+    "voxcpm": ("openbmb/VoxCPM2",),  # or --model-id openbmb/VoxCPM1.5
 }
 _LEGACY_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.msgpack", "*.onnx", "*.ot")
 _NEVER_NEEDED = (".gitattributes", "*.png", "*.jpg", "*.jpeg", "*.gif", "*.mp4")

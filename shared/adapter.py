@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import torch
 
@@ -17,8 +16,17 @@ from shared.volume import RequiredFile
 
 RequestT = TypeVar("RequestT", bound=JobRequest)
 
-# progress(stage, fraction of the whole generation done, or None when unknown)
-Progress = Callable[[str, float | None], None]
+
+class Progress(Protocol):
+    def __call__(self, stage: str, fraction: float | None = None) -> None:
+        """Report a stage and the fraction of the whole generation done (None when unknown)."""
+
+    @property
+    def streaming(self) -> bool:
+        """True when this job's audio can be streamed (a generator handler is serving it)."""
+
+    def chunk(self, audio: Audio, stream_format: str) -> None:
+        """Stream a piece of the output as it is produced (ignored when not streaming)."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,7 @@ class ModelAdapter(ABC, Generic[RequestT]):
     request_model: ClassVar[type[JobRequest]]
     required_files: ClassVar[tuple[RequiredFile, ...]] = ("config.json",)
     gpu_dtype: ClassVar[torch.dtype] = torch.float16
+    streams: ClassVar[bool] = False  # True: served by a generator handler (audio chunks via /stream)
 
     def __init__(
         self, model_dir: Path, model_id: str, device: torch.device, dtype: torch.dtype, settings: Settings

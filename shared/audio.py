@@ -10,6 +10,7 @@ import soundfile
 import soxr
 
 from shared.errors import InputError
+from shared.settings import Mp3Settings
 
 # Opus only runs at these rates; anything else is resampled to 48 kHz before encoding.
 _OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
@@ -69,17 +70,33 @@ def _nearest_rate_at_or_above(rate: int, allowed: tuple[int, ...]) -> int:
     return next((candidate for candidate in allowed if candidate >= rate), allowed[-1])
 
 
-def encode(audio: Audio, audio_format: str) -> tuple[bytes, int]:
+def encode(audio: Audio, audio_format: str, mp3: Mp3Settings | None = None) -> tuple[bytes, int]:
     """Encode to a container; returns the bytes and the sample rate actually written."""
     container, subtype = _SOUNDFILE_FORMATS[audio_format]
+    options = {}
     if audio_format == "opus":
         audio = audio.resampled(_nearest_rate_at_or_above(audio.sample_rate, _OPUS_RATES))
     elif audio_format == "mp3":
         audio = audio.resampled(_nearest_rate_at_or_above(audio.sample_rate, _MP3_RATES))
+        mp3 = mp3 or Mp3Settings()
+        options = {"bitrate_mode": mp3.bitrate_mode.upper(), "compression_level": mp3.compression_level}
     buffer = io.BytesIO()
     samples = np.clip(audio.samples, -1.0, 1.0)
-    soundfile.write(buffer, samples, audio.sample_rate, format=container, subtype=subtype)
+    soundfile.write(buffer, samples, audio.sample_rate, format=container, subtype=subtype, **options)
     return buffer.getvalue(), audio.sample_rate
+
+
+def pcm_s16le(audio: Audio) -> bytes:
+    """Raw little-endian 16-bit PCM, channels interleaved: the lossless, header-free stream format."""
+    return (np.clip(audio.samples, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+
+
+def container_of(data: bytes) -> str | None:
+    """The container libsndfile sees in these bytes ("WAV", "MP3", "FLAC", "OGG", ...), None if none."""
+    try:
+        return soundfile.info(io.BytesIO(data)).format
+    except (soundfile.LibsndfileError, RuntimeError, TypeError):
+        return None
 
 
 def decode(data: bytes, source_name: str) -> Audio:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
@@ -52,7 +53,7 @@ def _read_capped(response: urllib3.BaseHTTPResponse, field: str, max_bytes: int)
     return b"".join(chunks)
 
 
-def _fetch_url(url: str, field: str, settings: Settings) -> bytes:
+def _fetch_url(url: str, field: str, settings: Settings, max_bytes: int) -> bytes:
     for _ in range(_MAX_REDIRECTS + 1):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -78,16 +79,33 @@ def _fetch_url(url: str, field: str, settings: Settings) -> bytes:
                 continue
             if response.status != 200:
                 raise InputError(f"{field}: fetching the URL answered HTTP {response.status}")
-            return _read_capped(response, field, settings.input_audio_max_bytes)
+            return _read_capped(response, field, max_bytes)
         finally:
             response.release_conn()
             pool.close()
     raise InputError(f"{field}: more than {_MAX_REDIRECTS} redirects")
 
 
+def fetch_artifact(uri: str, label: str, settings: Settings, max_bytes: int) -> bytes:
+    """An operator-configured file (e.g. a LoRA): file://, https:// or s3://, under a size cap."""
+    if uri.startswith("file://"):
+        path = Path(uri.removeprefix("file://"))
+        if not path.is_file():
+            raise InputError(f"{label}: {path} is not a file")
+        if path.stat().st_size > max_bytes:
+            raise InputError(f"{label}: {path} is {path.stat().st_size} bytes, over the {max_bytes}-byte cap")
+        return path.read_bytes()
+    if uri.startswith(("https://", "http://")):
+        return _fetch_url(uri, label, settings, max_bytes)
+    if uri.startswith("s3://"):
+        bucket, _, key = uri[5:].partition("/")
+        return open_s3_object(settings.s3, bucket, key, label, max_bytes)
+    raise InputError(f"{label}: must be a file://, https:// or s3:// URI")
+
+
 def fetch_audio_bytes(source: str, field: str, settings: Settings) -> bytes:
     if source.startswith(("https://", "http://")):
-        return _fetch_url(source, field, settings)
+        return _fetch_url(source, field, settings, settings.input_audio_max_bytes)
     if source.startswith("s3://"):
         bucket, _, key = source[5:].partition("/")
         return open_s3_object(settings.s3, bucket, key, field, settings.input_audio_max_bytes)

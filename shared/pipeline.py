@@ -8,12 +8,15 @@ returns an error and sets "refresh_worker" so RunPod replaces the worker after t
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
+import queue
 import random
 import secrets
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,10 +35,12 @@ from shared.fetch import fetch_audio_bytes
 from shared.logs import configure_logging, redact
 from shared.model_cache import ModelCache
 from shared.schemas import AUDIO_FORMATS, FILE_EXTENSIONS, JobRequest, parse_request
-from shared.settings import Residency, Settings
+from shared.settings import Mp3Settings, Residency, Settings
 from shared.volume import enforce_offline, resolve_model_dir
 
 _PROGRESS_INTERVAL_S = 2.0
+# Raw audio bytes per streamed item: 512 KiB is ~700 KB as base64, well under RunPod's 1 MB per chunk.
+_STREAM_CHUNK_BYTES = 512 * 1024
 
 
 def seed_everything(seed: int) -> None:
@@ -67,12 +72,19 @@ class _Timer:
 
 
 class _ProgressReporter:
-    """Sends RunPod progress updates (throttled) when running on RunPod; logs them everywhere."""
+    """Progress and streamed audio of one job.
 
-    def __init__(self, job: dict[str, Any]) -> None:
+    Progress updates go to RunPod (throttled) when running there, and to the log everywhere. Audio
+    chunks go to the stream of a generator handler, as base64 items well under RunPod's 1 MB limit.
+    """
+
+    def __init__(self, job: dict[str, Any], emit: Callable[[dict[str, Any]], None] | None, mp3: Mp3Settings) -> None:
         self._job = job
         self._on_runpod = bool(os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"))
         self._last_sent = 0.0
+        self._emit = emit
+        self._chunks = 0
+        self._mp3 = mp3
 
     def __call__(self, stage: str, fraction: float | None = None) -> None:
         update = {"stage": stage} if fraction is None else {"stage": stage, "progress": round(fraction, 3)}
@@ -81,6 +93,33 @@ class _ProgressReporter:
         if self._on_runpod and now - self._last_sent >= _PROGRESS_INTERVAL_S:
             self._last_sent = now
             runpod.serverless.progress_update(self._job, update)
+
+    @property
+    def streaming(self) -> bool:
+        return self._emit is not None
+
+    def chunk(self, audio: Audio, stream_format: str) -> None:
+        """Stream a piece of the output: raw PCM (`pcm_s16le`, exact) or self-contained `mp3` pieces."""
+        if self._emit is None:
+            return
+        step = max(1, _STREAM_CHUNK_BYTES // (2 * audio.channels))  # frames per item at 16-bit PCM
+        for start in range(0, audio.frames, step):
+            piece = Audio(audio.samples[start : start + step], audio.sample_rate)
+            if stream_format == "pcm_s16le":
+                data, rate = audio_codec.pcm_s16le(piece), piece.sample_rate
+            else:
+                data, rate = audio_codec.encode(piece, "mp3", self._mp3)
+            self._emit(
+                {
+                    "chunk": self._chunks,
+                    "format": stream_format,
+                    "sample_rate": rate,
+                    "channels": piece.channels,
+                    "frames": piece.frames,
+                    "audio_base64": base64.b64encode(data).decode(),
+                }
+            )
+            self._chunks += 1
 
 
 class Worker:
@@ -120,11 +159,13 @@ class Worker:
         except WorkerError as exc:
             logger.error("preload failed, jobs will report it: {}", exc)
 
-    def run(self, job: dict[str, Any]) -> dict[str, Any]:
+    def run(self, job: dict[str, Any], emit: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Run one job; `emit` receives streamed audio items when the adapter streams."""
         job_id = str(job.get("id") or "local")
+        progress = _ProgressReporter(job, emit, self.settings.mp3)
         with logger.contextualize(job_id=job_id):
             try:
-                return self._run(job_id, job.get("input"), _ProgressReporter(job))
+                return self._run(job_id, job.get("input"), progress)
             except WorkerError as exc:
                 logger.warning("job refused: {}", exc)
                 return {"error": str(exc)}
@@ -145,6 +186,17 @@ class Worker:
     async def handler(self, job: dict[str, Any]) -> dict[str, Any]:
         # Generation blocks; a thread keeps the SDK's event loop (heartbeats, the local API) responsive.
         return await asyncio.to_thread(self.run, job)
+
+    async def streaming_handler(self, job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Generator handler: yields audio items as the adapter produces them, then the result."""
+        items: queue.Queue[dict[str, Any]] = queue.Queue()
+        finished = asyncio.ensure_future(asyncio.to_thread(self.run, job, items.put))
+        while not (finished.done() and items.empty()):
+            try:
+                yield items.get_nowait()
+            except queue.Empty:
+                await asyncio.sleep(0.01)
+        yield await finished
 
     def _run(self, job_id: str, raw_input: Any, progress: _ProgressReporter) -> dict[str, Any]:
         timer = _Timer()
@@ -175,7 +227,7 @@ class Worker:
             outputs = prediction.outputs
             memory_peak = memory.peak_mib()
         with timer.stage("encode"):
-            encoded = [audio_codec.encode(audio, request.format) for audio in outputs]
+            encoded = [audio_codec.encode(audio, request.format, settings.mp3) for audio in outputs]
         with timer.stage("store"):
             locations = self._store(destination, encoded, request.format, job_id)
         for index, location in enumerate(locations):
@@ -244,17 +296,38 @@ class Worker:
         return used
 
 
-def serve(adapter_class: type[ModelAdapter], test_input: Path) -> None:
-    """Entry point of every handler: RunPod's serverless loop, the local API server or a test input.
+def _run_once(worker: Worker, test_input: Path) -> int:
+    """One job from --test_input '<json>', ./test_input.json or the handler's own, printed as JSON.
 
-    Run locally without arguments, the worker runs the handler's own test_input.json once
-    (the SDK itself only looks in the current directory).
+    The SDK's own one-shot mode cannot run generator handlers; this one runs every handler alike.
+    """
+    if "--test_input" in sys.argv:
+        raw = sys.argv[sys.argv.index("--test_input") + 1]
+    else:
+        raw = (Path("test_input.json") if Path("test_input.json").is_file() else test_input).read_text()
+    job = {"id": "local_test", **json.loads(raw)}
+    streamed = []
+    result = worker.run(job, streamed.append if worker.adapter_class.streams else None)
+    if streamed:
+        logger.info("streamed {} chunk(s)", len(streamed))
+    print(json.dumps(result, indent=2))
+    return 1 if "error" in result else 0
+
+
+def serve(adapter_class: type[ModelAdapter], test_input: Path) -> None:
+    """Entry point of every handler: RunPod's serverless loop, the local API server, or one test job.
+
+    On RunPod (RUNPOD_WEBHOOK_GET_JOB set) or with --rp_serve_api, the SDK serves jobs. Otherwise the
+    worker runs one job (see `_run_once`) and exits 0, or 1 if the job failed.
     """
     configure_logging()
-    local_flags = ("--rp_serve_api", "--test_input")
-    on_runpod = bool(os.environ.get("RUNPOD_WEBHOOK_GET_JOB"))
-    if not on_runpod and not any(flag in sys.argv for flag in local_flags) and not Path("test_input.json").exists():
-        sys.argv += ["--test_input", test_input.read_text()]
     worker = Worker(adapter_class)
     worker.preload()
-    runpod.serverless.start({"handler": worker.handler})
+    if not os.environ.get("RUNPOD_WEBHOOK_GET_JOB") and "--rp_serve_api" not in sys.argv:
+        sys.exit(_run_once(worker, test_input))
+    if adapter_class.streams:
+        # Every yielded item also lands in the /run and /runsync output (a list), so non-streaming
+        # requests get a one-item list holding the usual result.
+        runpod.serverless.start({"handler": worker.streaming_handler, "return_aggregate_stream": True})
+    else:
+        runpod.serverless.start({"handler": worker.handler})

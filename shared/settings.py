@@ -53,7 +53,26 @@ def _optional(env: Mapping[str, str], name: str) -> str | None:
     return env.get(name, "").strip() or None
 
 
+def _fraction(env: Mapping[str, str], name: str, maximum: float) -> float | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"environment variable {name} must be a number from 0 to {maximum}, got {raw!r}") from None
+    if not 0.0 <= value <= maximum:
+        raise SettingsError(f"environment variable {name} must be a number from 0 to {maximum}, got {value}")
+    return value
+
+
 MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Mp3Settings:
+    bitrate_mode: str = "constant"  # constant, average or variable
+    compression_level: float | None = None  # 0 = highest bitrate .. 0.99 = smallest; None: libsndfile's
 
 
 @dataclass(frozen=True)
@@ -82,6 +101,7 @@ class Settings:
     input_audio_max_bytes: int = 20 * MIB
     allow_private_urls: bool = False
     s3: S3Settings = field(default_factory=S3Settings)
+    mp3: Mp3Settings = field(default_factory=Mp3Settings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -99,6 +119,10 @@ class Settings:
             inline_max_bytes=_int(env, "INLINE_OUTPUT_MAX_BYTES", 4 * MIB, 0, 7 * MIB),
             input_audio_max_bytes=_int(env, "INPUT_AUDIO_MAX_BYTES", 20 * MIB, 1024, 1024 * MIB),
             allow_private_urls=_flag(env, "INPUT_AUDIO_ALLOW_PRIVATE_URLS"),
+            mp3=Mp3Settings(
+                bitrate_mode=_choice(env, "MP3_BITRATE_MODE", "constant", ("constant", "average", "variable")),
+                compression_level=_fraction(env, "MP3_COMPRESSION_LEVEL", 0.99),  # libsndfile refuses 1.0
+            ),
             s3=S3Settings(
                 endpoint_url=_optional(env, "BUCKET_ENDPOINT_URL"),
                 access_key_id=_optional(env, "BUCKET_ACCESS_KEY_ID"),

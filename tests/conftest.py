@@ -202,3 +202,11 @@ def start_worker(tmp_path_factory: pytest.TempPathFactory, tiny_volume: Path):
     for worker in started:
         worker.process.terminate()
         worker.process.wait(timeout=20)
+
+
+def stream_job(worker: WorkerProcess, job_input: dict, timeout: float = 120) -> list[dict]:
+    """A job through /run, then /stream: every item a generator handler yielded, in order."""
+    job = requests.post(f"{worker.url}/run", json={"input": job_input}, timeout=30).json()
+    answer = requests.post(f"{worker.url}/stream/{job['id']}", timeout=timeout).json()
+    assert answer["status"] == "COMPLETED", answer
+    return [item["output"] for item in answer["stream"]]

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import requests
 import soundfile
 
-from tests.conftest import ACCESS_KEY, SECRET_KEY
+from tests.conftest import ACCESS_KEY, REPO, SECRET_KEY
 
 pytestmark = pytest.mark.integration
 
@@ -186,3 +191,20 @@ def test_inline_output_over_the_cap(start_worker):
     # No bucket configured: the default is the local output folder.
     local = small_cap.output({"prompt": "x", "duration": 0.5})["outputs"][0]
     assert soundfile.info(local["path"]).frames == 16000
+
+
+def test_one_shot_run_exits_by_the_job_outcome(tiny_volume, tmp_path):
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("BUCKET_", "RUNPOD_"))},
+        "VOLUME_ROOT": str(tiny_volume),
+        "MODEL_ID": "tiny-random/musicgen",
+        "OUTPUT_DIR": str(tmp_path),
+    }
+    command = [sys.executable, "handlers/musicgen/handler.py", "--test_input"]
+    good = subprocess.run([*command, '{"input": {"prompt": "x", "duration": 0.5}}'], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert good.returncode == 0, good.stderr
+    assert Path(json.loads(good.stdout)["outputs"][0]["path"]).is_file()
+    bad = subprocess.run([*command, '{"input": {"prompt": ""}}'], env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert bad.returncode == 1 and "prompt.0: String should have at least 1 character" in bad.stdout

@@ -13,9 +13,10 @@ import soundfile
 import torch
 
 from handlers.musicgen.musicgen import MusicGen
+from shared.audio import Audio
 from shared.model_cache import ModelCache
-from shared.pipeline import Worker
-from shared.settings import Residency, Settings
+from shared.pipeline import Worker, _ProgressReporter
+from shared.settings import Mp3Settings, Residency, Settings
 
 JOB = {"id": "job-1", "input": {"prompt": "lofi beat", "duration": 0.5, "seed": 1}}
 
@@ -160,3 +161,12 @@ def test_melody_checkpoint_follows_the_melody_audio(tiny_volume, tmp_path):
     assert len(_decoded(worker.run(_melody_job(None)))) == 2  # melody checkpoints also take text alone
     too_long = worker.run(_melody_job(_tone_base64(440.0), duration=31.0))
     assert too_long == {"error": "duration: melody checkpoints generate one window, at most 30 s"}
+
+
+def test_streamed_audio_is_split_into_items_under_the_limit():
+    items: list[dict] = []
+    reporter = _ProgressReporter({"id": "j"}, items.append, Mp3Settings())
+    reporter.chunk(Audio(np.zeros((480_000, 2), np.float32), 48_000), "pcm_s16le")  # 10 s stereo: 1.9 MB
+    assert [item["frames"] for item in items] == [131_072, 131_072, 131_072, 86_784]  # 512 KiB of PCM each
+    assert [item["chunk"] for item in items] == [0, 1, 2, 3]
+    assert max(len(item["audio_base64"]) for item in items) < 700_000  # RunPod takes up to 1 MB per item

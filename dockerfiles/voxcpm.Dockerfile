@@ -1,0 +1,40 @@
+# VoxCPM worker. Build from the repository root:
+#   docker build -f dockerfiles/voxcpm.Dockerfile -t voxcpm-worker .
+# Thin: no weights inside; they are read from the network volume at /runpod-volume.
+# torch's PyPI wheel carries its own CUDA libraries, so a slim Python base is enough; pass
+# --build-arg BASE_IMAGE=... to build on another base that has python3.11 and pip.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+FROM ${BASE_IMAGE}
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1 \
+    HF_DATASETS_OFFLINE=1 \
+    TRANSFORMERS_VERBOSITY=error \
+    VOLUME_ROOT=/runpod-volume \
+    OUTPUT_DIR=/tmp/outputs
+
+WORKDIR /app
+COPY handlers/voxcpm/requirements.txt handlers/voxcpm/requirements-nodeps.txt /tmp/
+# voxcpm goes in without its declared dependency tree (gradio, funasr, modelscope, ...): requirements.txt
+# holds what it imports. triton (~0.9 GB) only serves torch.compile: removed by default to keep the image
+# under 5 GB; build with --build-arg WITH_TRITON=1 for VOXCPM_COMPILE=1. torchaudio's compiled extension
+# targets an older torch; only its pure-Python parts are used.
+ARG WITH_TRITON=0
+RUN pip install --no-compile -r /tmp/requirements.txt \
+    && pip install --no-compile --no-deps -r /tmp/requirements-nodeps.txt \
+    && if [ "$WITH_TRITON" != 1 ]; then pip uninstall -y triton; fi \
+    && rm -f "$(python -c 'import importlib.util as u, pathlib as p; print(p.Path(u.find_spec("torchaudio").origin).parent)')"/lib/*.so \
+    && rm /tmp/requirements*.txt
+
+COPY shared/ shared/
+COPY handlers/__init__.py handlers/
+COPY handlers/voxcpm/ handlers/voxcpm/
+
+RUN useradd --create-home --uid 1000 worker
+USER worker
+
+CMD ["python", "-m", "handlers.voxcpm"]

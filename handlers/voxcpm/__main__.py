@@ -1,0 +1,3 @@
+from handlers.voxcpm.handler import main
+
+main()

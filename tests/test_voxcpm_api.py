@@ -1,0 +1,168 @@
+"""The VoxCPM worker end to end: real local RunPod API server over HTTP (a generator handler), SeaweedFS S3.
+
+The local API server aggregates a generator handler's items into a list for /runsync, so a job's
+output is [result] (or [chunk, ..., result] when streaming) and a refused job is [{"error": ...}].
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+
+import numpy as np
+import pytest
+import requests
+import soundfile
+
+from scripts.build_tiny_models import build_voxcpm_lora
+from tests.conftest import stream_job
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def worker(start_worker, s3_server):
+    return start_worker("voxcpm", **s3_server.env())
+
+
+def _prompt_wav(rate: int = 22050, seconds: float = 1.2) -> str:
+    times = np.arange(int(rate * seconds)) / rate
+    buffer = io.BytesIO()
+    soundfile.write(buffer, 0.3 * np.sin(2 * np.pi * 200 * times), rate, format="WAV")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _result(worker, job_input: dict) -> dict:
+    output = worker.output(job_input)
+    assert isinstance(output, list) and len(output) == 1, output
+    assert "error" not in output[0], output[0]
+    return output[0]
+
+
+def _uploaded(result: dict) -> tuple[np.ndarray, int]:
+    response = requests.get(result["outputs"][0]["url"], timeout=30)
+    assert response.status_code == 200
+    samples, rate = soundfile.read(io.BytesIO(response.content), dtype="int16")
+    return samples, rate
+
+
+def test_zero_shot_to_s3_with_model_info(worker):
+    result = _result(worker, {"target_text": "Hello from the tiny model.", "seed": 1, "inference_timesteps": 4})
+    samples, rate = _uploaded(result)
+    assert rate == 48000 and len(samples) > 0
+    assert result["outputs"][0]["s3_uri"].startswith("s3://audio-results/outputs/voxcpm/")
+    assert result["model_info"] == {
+        "architecture": "voxcpm2",
+        "model": "VoxCPM2",
+        "sample_rate": 48000,
+        "channels": 1,
+        "lora": None,
+    }
+
+
+def test_prompt_audio_and_a_latents_round_trip(worker):
+    prompt = _prompt_wav()
+    cloned = _result(worker, {"target_text": "Same voice.", "prompt_audio": prompt, "prompt_text": "a hum", "seed": 4})
+    latents = _result(worker, {"task": "encode_latents", "prompt_audio": prompt, "prompt_audio_format": "wav"})
+    assert latents["outputs"] == []
+    info = latents["details"]["latents"]
+    assert (info["dtype"], info["patch_size"], info["feat_dim"], info["sample_rate"]) == ("float32", 4, 64, 16000)
+    assert len(base64.b64decode(info["base64"])) == info["frames"] * 4 * 64 * 4
+    reused = _result(
+        worker, {"target_text": "Same voice.", "prompt_latents": info["base64"], "prompt_text": "a hum", "seed": 4}
+    )
+    # The latents are the very features the audio prompt becomes: same seed, same audio.
+    assert np.array_equal(_uploaded(cloned)[0], _uploaded(reused)[0])
+
+
+def test_streamed_chunks_add_up_to_the_uploaded_file(worker):
+    items = stream_job(worker, {"target_text": "Streaming, piece by piece.", "stream": True, "seed": 2})
+    *chunks, result = items
+    assert len(chunks) >= 2 and all(chunk["format"] == "pcm_s16le" for chunk in chunks)
+    assert [chunk["chunk"] for chunk in chunks] == list(range(len(chunks)))
+    assert all(len(chunk["audio_base64"]) < 1_000_000 for chunk in chunks)
+    streamed = np.concatenate([np.frombuffer(base64.b64decode(c["audio_base64"]), "<i2") for c in chunks])
+    uploaded, rate = _uploaded(result)
+    assert rate == chunks[0]["sample_rate"] == 48000
+    assert len(streamed) == len(uploaded) == sum(chunk["frames"] for chunk in chunks)
+    assert np.abs(streamed.astype(int) - uploaded.astype(int)).max() <= 1  # same PCM, rounding aside
+
+
+def test_mp3_stream_chunks_decode(worker):
+    *chunks, result = stream_job(worker, {"target_text": "MP3 pieces.", "stream": True, "stream_format": "mp3"})
+    assert "outputs" in result
+    for chunk in chunks:
+        samples, rate = soundfile.read(io.BytesIO(base64.b64decode(chunk["audio_base64"])))
+        assert rate == 48000 and len(samples) >= chunk["frames"]
+
+
+BAD_INPUT = [
+    (
+        {"target_text": "x", "prompt_audio": _prompt_wav(), "prompt_latents": "AAAAAA==", "prompt_text": "y"},
+        "prompt_audio and prompt_latents: give one voice prompt, not both",
+    ),
+    ({"target_text": "x", "prompt_latents": "AAAAAAAAAAA=", "prompt_text": "y"}, "prompt_latents: 2 values"),
+    ({"target_text": "   "}, "target_text: String should have at least 1 character"),
+    ({"target_text": "x", "prompt_audio": _prompt_wav(), "prompt_text": "y", "prompt_audio_format": "aiff"},
+     "prompt_audio_format: Input should be 'wav', 'mp3', 'flac' or 'ogg'"),
+    ({"target_text": "x", "prompt_audio": _prompt_wav(), "prompt_text": "y", "prompt_audio_format": "mp3"},
+     "prompt_audio_format: declared 'mp3' but the audio is WAV"),
+    ({"target_text": "x", "prompt_audio": _prompt_wav()}, "prompt_text: required with prompt_audio"),
+    ({"task": "encode_latents", "target_text": "x"}, "task 'encode_latents': takes prompt_audio only"),
+    ({"target_text": "x", "inference_timesteps": 0}, "inference_timesteps: Input should be greater than or equal"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("job_input, expected", BAD_INPUT)
+def test_bad_input_is_a_clear_error_and_worker_keeps_serving(worker, job_input, expected):
+    [item] = worker.output(job_input)
+    assert set(item) == {"error"} and expected in item["error"], item
+    assert "outputs" in _result(worker, {"target_text": "still here", "seed": 1})
+
+
+def test_voxcpm_15_checkpoint(start_worker, s3_server):
+    worker = start_worker("voxcpm", MODEL_ID="tiny-random/VoxCPM1.5", **s3_server.env())
+    result = _result(worker, {"target_text": "One point five.", "prompt_audio": _prompt_wav(), "prompt_text": "a"})
+    assert result["model_info"]["model"] == "VoxCPM 1.5"
+    assert _uploaded(result)[1] == 44100
+    latents = _result(worker, {"task": "encode_latents", "prompt_audio": _prompt_wav()})["details"]["latents"]
+    assert latents["sample_rate"] == 44100 and latents["architecture"] == "voxcpm"
+
+
+@pytest.fixture(scope="module")
+def lora_file(tiny_volume, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lora")
+    return build_voxcpm_lora(tiny_volume / "voxcpm" / "tiny-random" / "VoxCPM2", folder / "speaker.safetensors")
+
+
+def test_lora_from_a_file_uri_with_its_checksum(start_worker, s3_server, lora_file, tmp_path, worker):
+    digest = hashlib.sha256(lora_file.read_bytes()).hexdigest()
+    lora_worker = start_worker(
+        "voxcpm",
+        VOXCPM_LORA_URI=f"file://{lora_file}",
+        VOXCPM_LORA_ID="speaker-a",
+        VOXCPM_LORA_SHA256=digest,
+        VOXCPM_LORA_CACHE_DIR=str(tmp_path / "cache"),
+        **s3_server.env(),
+    )
+    job = {"target_text": "With the adapter.", "seed": 9, "inference_timesteps": 4, "retry_badcase": False}
+    adapted = _result(lora_worker, job)
+    assert adapted["model_info"]["lora"] == "speaker-a"
+    assert (tmp_path / "cache" / "speaker-a" / "lora_weights.safetensors").read_bytes() == lora_file.read_bytes()
+    plain = _result(worker, job)
+    assert not np.array_equal(_uploaded(adapted)[0], _uploaded(plain)[0])  # the LoRA changed the voice
+
+
+def test_lora_with_a_wrong_checksum_is_refused(start_worker, s3_server, lora_file, tmp_path):
+    lora_worker = start_worker(
+        "voxcpm",
+        VOXCPM_LORA_URI=f"file://{lora_file}",
+        VOXCPM_LORA_SHA256="0" * 64,
+        VOXCPM_LORA_CACHE_DIR=str(tmp_path / "cache"),
+        **s3_server.env(),
+    )
+    [item] = lora_worker.output({"target_text": "x"})
+    assert item["error"].startswith(f"VOXCPM_LORA_SHA256: the LoRA at file://{lora_file} has sha256 ")
+    assert item["error"].endswith(f"expected {'0' * 64}; not used")
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.safetensors"))
