@@ -1,8 +1,10 @@
 """Environment settings and secret redaction."""
 
+import numpy as np
 import pytest
 from loguru import logger
 
+from shared.audio import Audio, encode
 from shared.logs import configure_logging, redact
 from shared.settings import Residency, Settings, SettingsError
 
@@ -48,3 +50,14 @@ def test_secret_never_reaches_the_log(monkeypatch, capfd):
     assert "sup3r-s3cret-value" not in err and "hf_abcdefghijklmnop" not in err and "deadbeef" not in err
     assert "X-Amz-Signature=***" in err and "boom with *** inside" in err and "X-Amz-Expires=60" in err
     assert redact("plain text") == "plain text"
+
+
+def test_mp3_settings_from_environment_change_the_encoding():
+    settings = Settings.from_env({"MP3_BITRATE_MODE": "variable", "MP3_COMPRESSION_LEVEL": "0.9"})
+    assert settings.mp3.bitrate_mode == "variable" and settings.mp3.compression_level == 0.9
+    noise = Audio((np.random.default_rng(0).standard_normal((48_000, 1)) * 0.2).astype(np.float32), 48_000)
+    small, _ = encode(noise, "mp3", settings.mp3)
+    large, _ = encode(noise, "mp3", Settings.from_env({"MP3_COMPRESSION_LEVEL": "0"}).mp3)
+    assert len(small) < len(large) / 2
+    with pytest.raises(SettingsError, match="MP3_COMPRESSION_LEVEL must be a number from 0 to 0.99, got 1.0"):
+        Settings.from_env({"MP3_COMPRESSION_LEVEL": "1"})

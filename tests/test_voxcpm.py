@@ -35,3 +35,11 @@ def test_streamed_items_are_well_under_a_megabyte(tiny_volume: Path, tmp_path: P
     assert "outputs" in result and items
     assert max(len(item["audio_base64"]) for item in items) < 800_000
     assert sum(item["frames"] for item in items) == round(result["outputs"][0]["duration_seconds"] * 48000)
+
+
+def test_normalized_text_is_spoken(tiny_volume: Path, tmp_path: Path):
+    settings = Settings(volume_root=tiny_volume, model_id="tiny-random/VoxCPM2", output_dir=tmp_path)
+    job = {"target_text": "It costs $5 on 2024-01-02.", "normalize": True, "seed": 3}
+    result = Worker(VoxCPM, settings).run({"id": "n", "input": job})
+    assert "error" not in result, result
+    assert result["parameters"]["normalize"] is True and result["outputs"][0]["duration_seconds"] > 0
