@@ -16,7 +16,7 @@ STRIP_TORCHAUDIO_EXTENSION = rm -f "$$($(PY) -c 'import importlib.util as u, pat
 DEMO_ENV := VOLUME_ROOT=$(VOLUME) MODEL_ID=tiny-random/musicgen OUTPUT_DIR=outputs
 
 .DEFAULT_GOAL := help
-.PHONY: help venv tiny-models demo demo-higgs_audio demo-voxcpm serve test lint benchmark clean
+.PHONY: help venv tiny-models demo demo-higgs_audio demo-voxcpm demo-ace_step serve test lint benchmark clean
 
 help: ## list the targets
 	@grep -E '^[a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -46,6 +46,10 @@ demo-higgs_audio: $(VOLUME)/.built ## the same for the Higgs Audio V2 worker
 
 demo-voxcpm: $(VOLUME)/.built ## the same for the VoxCPM worker
 	VOLUME_ROOT=$(VOLUME) MODEL_ID=tiny-random/VoxCPM2 OUTPUT_DIR=outputs $(PY) handlers/voxcpm/handler.py
+
+demo-ace_step: $(VOLUME)/.built ## the same for the ACE-Step 1.5 worker
+	VOLUME_ROOT=$(VOLUME) MODEL_ID=tiny-random/acestep-v15-base-diffusers OUTPUT_DIR=outputs \
+		$(PY) handlers/ace_step/handler.py
 
 serve: $(VOLUME)/.built ## serve the MusicGen worker's local API on http://localhost:8000
 	$(DEMO_ENV) $(PY) -m handlers.musicgen --rp_serve_api --rp_api_port 8000

@@ -3,6 +3,7 @@
     python scripts/benchmark.py musicgen [--repeats 3] [--volume .volume-bench]
     python scripts/benchmark.py higgs_audio
     python scripts/benchmark.py voxcpm      # also: time to the first streamed chunk vs the whole job
+    python scripts/benchmark.py ace_step    # also: memory before load / after load / after unload
 
 Builds a bench-size random-weight model of the real architecture (real codec ratios and codebooks,
 a wider and deeper LM than the test model) and prints two ratios:
@@ -24,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import voxcpm as voxcpm_library  # noqa: E402
+from diffusers import AceStepPipeline  # noqa: E402
 from transformers import (  # noqa: E402
     AutoTokenizer,
     DacFeatureExtractor,
@@ -43,13 +45,14 @@ from transformers import (  # noqa: E402
     MusicgenProcessor,
 )
 
+from handlers.ace_step.ace_step import AceStep  # noqa: E402
 from handlers.higgs_audio.higgs_audio import HiggsAudio, build_prompt  # noqa: E402
 from handlers.musicgen.musicgen import MusicGen  # noqa: E402
 from handlers.voxcpm.voxcpm_tts import VoxCPM  # noqa: E402
 from scripts.build_tiny_models import BUILDERS, build  # noqa: E402
 from shared.adapter import ModelAdapter  # noqa: E402
 from shared.pipeline import Worker  # noqa: E402
-from shared.settings import Settings  # noqa: E402
+from shared.settings import Residency, Settings  # noqa: E402
 from shared.volume import enforce_offline  # noqa: E402
 
 SEED = 1234
@@ -124,6 +127,22 @@ def _voxcpm_run(loaded) -> np.ndarray:
     return tts.generate(text=VOXCPM_TEXT, cfg_value=2.0, inference_timesteps=10, retry_badcase=False)
 
 
+ACE_CAPTION, ACE_SECONDS, ACE_STEPS = "lo-fi hip hop, warm rhodes", 4.0, 8
+
+
+def _ace_load(folder: Path):
+    pipe = AceStepPipeline.from_pretrained(folder, dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.transformer, pipe
+
+
+def _ace_run(loaded) -> torch.Tensor:
+    _, pipe = loaded
+    torch.manual_seed(SEED)
+    with torch.inference_mode():
+        return pipe(prompt=[ACE_CAPTION], lyrics=[""], audio_duration=ACE_SECONDS, num_inference_steps=ACE_STEPS).audios
+
+
 CASES = {
     "musicgen": BenchCase(
         MusicGen, {"prompt": MUSICGEN_PROMPT, "duration": MUSICGEN_SECONDS}, _musicgen_load, _musicgen_run
@@ -133,6 +152,12 @@ CASES = {
         {"transcript": HIGGS_TEXT, "scene_prompt": HIGGS_SCENE, "max_new_tokens": HIGGS_TOKENS},
         _higgs_load,
         _higgs_run,
+    ),
+    "ace_step": BenchCase(
+        AceStep,
+        {"caption": ACE_CAPTION, "audio_duration": ACE_SECONDS, "steps": ACE_STEPS},
+        _ace_load,
+        _ace_run,
     ),
     "voxcpm": BenchCase(
         VoxCPM,
@@ -163,7 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         build(args.volume, [args.model], "bench")
     job = {"id": "bench", "input": case.job_input | {"seed": SEED}}
     output_dir = Path(tempfile.mkdtemp(prefix="bench-outputs-"))
-    settings = Settings(volume_root=args.volume, model_id=model_id, output_dir=output_dir, device="cpu")
+    # Residency keep on both sides of the ratio (the bare side keeps its model); ACE-Step's unload
+    # default is measured separately below.
+    settings = Settings(
+        volume_root=args.volume, model_id=model_id, output_dir=output_dir, device="cpu", residency=Residency.KEEP
+    )
 
     def handler_first_job() -> Worker:
         worker = Worker(case.adapter, settings)
@@ -203,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
 
     params = sum(p.numel() for p in case.bare_load(folder)[0].parameters()) / 1e6
     median = statistics.median
-    print(f"model: {model_id} ({params:.0f} M parameters), device cpu, torch threads {torch.get_num_threads()}")
+    print(f"model: {model_id} ({params:.0f} M params in its main module), cpu, {torch.get_num_threads()} threads")
     print(f"same work on both sides: {samples['handler']} samples (handler) vs {samples['bare']} (bare)")
     print(f"repeats: {args.repeats} cold, {args.repeats**2} warm (medians)")
     print(f"warm   handler job     {median(warm_handler):7.3f} s   bare calls           {median(warm_bare):7.3f} s")
@@ -213,7 +242,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"       ratio handler/bare: {median(first_handler) / median(first_bare):.3f}")
     if case.adapter.streams:
         _time_to_first_chunk(worker_factory=lambda: Worker(case.adapter, settings), job=job, repeats=args.repeats)
+    if case.adapter.default_residency is Residency.UNLOAD:
+        _memory_across_unload(Worker(case.adapter, replace(settings, residency=Residency.UNLOAD)), job)
     return 0
+
+
+def _memory_across_unload(worker: Worker, job: dict[str, Any]) -> None:
+    """Unload-after-job: memory before the load, after it, at the job's peak, and after the unload."""
+    worker.run(job)  # one-time allocations (imports, thread pools) out of the way
+    memory = worker.run(job)["memory_mib"]
+    print(
+        f"unload {memory['kind']}: before load {memory['before_job']:.0f} MiB, after load {memory['after_load']:.0f}"
+        f", peak {memory['peak']:.0f}, after unload {memory['after_job']:.0f}"
+    )
 
 
 def _time_to_first_chunk(worker_factory: Callable[[], Worker], job: dict[str, Any], repeats: int) -> None:

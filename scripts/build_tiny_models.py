@@ -44,6 +44,8 @@ from transformers import (
     MusicgenMelodyProcessor,
     MusicgenProcessor,
     PreTrainedTokenizerFast,
+    Qwen3Config,
+    Qwen3Model,
     T5Config,
     T5TokenizerFast,
 )
@@ -175,8 +177,10 @@ HIGGS_SPECIAL_TOKENS = (
 )
 
 
-def _byte_level_bpe_tokenizer(special_tokens: tuple[str, ...]) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer (Llama-3's kind) over the 256 byte symbols, built offline."""
+def _byte_level_bpe_tokenizer(
+    special_tokens: tuple[str, ...], bos: str | None, eos: str, pad: str
+) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer (Llama-3's and Qwen's kind) over the 256 byte symbols, built offline."""
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     vocab = {symbol: index for index, symbol in enumerate(sorted(alphabet))}
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
@@ -184,14 +188,16 @@ def _byte_level_bpe_tokenizer(special_tokens: tuple[str, ...]) -> PreTrainedToke
     backend.decoder = decoders.ByteLevel()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend)
     tokenizer.add_special_tokens({"additional_special_tokens": list(special_tokens)})
-    tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token = special_tokens[0], "<|eot_id|>", special_tokens[1]
+    tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token = bos, eos, pad
     return tokenizer
 
 
 def build_higgs_audio(target: Path, size: str) -> None:
     """Two folders, as published: the LM (generation) and the audio tokenizer beside it."""
     hidden, layers, heads, kv_heads = _HIGGS_SIZES[size]
-    tokenizer = _byte_level_bpe_tokenizer(HIGGS_SPECIAL_TOKENS)
+    tokenizer = _byte_level_bpe_tokenizer(
+        HIGGS_SPECIAL_TOKENS, bos="<|begin_of_text|>", eos="<|eot_id|>", pad="<|end_of_text|>"
+    )
     token_id = tokenizer.convert_tokens_to_ids
     config = HiggsAudioV2Config(
         vocab_size=len(tokenizer),
@@ -369,6 +375,74 @@ def build_voxcpm15(target: Path, size: str) -> None:
     _build_voxcpm(target, size, "voxcpm")
 
 
+# ACE-Step 1.5's audio side as published: AutoencoderOobleck, 48 kHz stereo, downsampling 2*4*4*6*10 =
+# 1920 (25 latent frames/s), 64-dim latents (the encoder's output is 2 x 64: mean and scale).
+_ACE_SIZES = {"tiny": (32, 2, 8), "bench": (512, 8, 64)}  # DiT/text hidden, layers, VAE decoder channels
+
+
+def build_ace_step(target: Path, size: str) -> None:
+    """The diffusers layout: model_index.json + vae/, text_encoder/, tokenizer/, transformer/,
+    condition_encoder/, scheduler/, saved by AceStepPipeline.save_pretrained."""
+    from diffusers import AceStepPipeline, AutoencoderOobleck, FlowMatchEulerDiscreteScheduler
+    from diffusers.models.transformers.ace_step_transformer import AceStepTransformer1DModel
+    from diffusers.pipelines.ace_step.modeling_ace_step import AceStepConditionEncoder
+
+    hidden, layers, decoder_channels = _ACE_SIZES[size]
+    heads = hidden // 8
+    attention = {"num_attention_heads": heads, "num_key_value_heads": heads // 2, "head_dim": 8, "sliding_window": 16}
+    tokenizer = _byte_level_bpe_tokenizer(
+        ("<|endoftext|>", "<|im_start|>", "<|im_end|>"), bos=None, eos="<|endoftext|>", pad="<|endoftext|>"
+    )
+    text_encoder = Qwen3Model(
+        Qwen3Config(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=heads // 2,
+            head_dim=8,
+            max_position_embeddings=4096,
+        )
+    )
+    vae = AutoencoderOobleck(
+        encoder_hidden_size=128,
+        downsampling_ratios=[2, 4, 4, 6, 10],
+        channel_multiples=[1, 1, 1, 1, 1],
+        decoder_channels=decoder_channels,
+        decoder_input_channels=64,
+        audio_channels=2,
+        sampling_rate=48000,
+    )
+    transformer = AceStepTransformer1DModel(
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        in_channels=192,  # noisy latents, source latents and mask, 64 each
+        audio_acoustic_hidden_dim=64,
+        patch_size=2,
+        **attention,
+    )
+    condition_encoder = AceStepConditionEncoder(
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        text_hidden_dim=hidden,
+        timbre_hidden_dim=64,
+        num_lyric_encoder_hidden_layers=1,
+        num_timbre_encoder_hidden_layers=1,
+        **attention,
+    )
+    pipeline = AceStepPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        transformer=transformer,
+        condition_encoder=condition_encoder,
+        scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1, shift=1.0),
+    )
+    pipeline.save_pretrained(target)
+
+
 def build_voxcpm_lora(model_dir: Path, target: Path, rank: int = 4) -> Path:
     """A random LoRA (rank `rank`, LM and DiT attention) for a VoxCPM checkpoint, as training saves it."""
     from voxcpm import VoxCPM
@@ -398,6 +472,7 @@ BUILDERS: dict[str, TinyModel] = {
     "higgs_audio": TinyModel("higgs_audio", "tiny-random/higgs-audio-v2-generation", build_higgs_audio),
     "voxcpm": TinyModel("voxcpm", "tiny-random/VoxCPM2", build_voxcpm2),
     "voxcpm-1.5": TinyModel("voxcpm", "tiny-random/VoxCPM1.5", build_voxcpm15),
+    "ace_step": TinyModel("ace_step", "tiny-random/acestep-v15-base-diffusers", build_ace_step),
 }
 
 

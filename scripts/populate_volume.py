@@ -22,6 +22,8 @@ DEFAULT_REPOS: dict[str, tuple[str, ...]] = {
     # The LM and its audio tokenizer, side by side under higgs_audio/bosonai/.
     "higgs_audio": ("bosonai/higgs-audio-v2-generation-3B-base", "bosonai/higgs-audio-v2-tokenizer"),
     "voxcpm": ("openbmb/VoxCPM2",),  # or --model-id openbmb/VoxCPM1.5
+    # diffusers-format ACE-Step 1.5 (base: the lego task needs it; -turbo- and -xl- variants exist).
+    "ace_step": ("ACE-Step/acestep-v15-base-diffusers",),
 }
 _LEGACY_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.msgpack", "*.onnx", "*.ot")
 _NEVER_NEEDED = (".gitattributes", "*.png", "*.jpg", "*.jpeg", "*.gif", "*.mp4")

@@ -11,7 +11,7 @@ import torch
 
 from shared.audio import Audio
 from shared.schemas import JobRequest
-from shared.settings import Settings
+from shared.settings import Residency, Settings
 from shared.volume import RequiredFile
 
 RequestT = TypeVar("RequestT", bound=JobRequest)
@@ -47,13 +47,17 @@ class ModelAdapter(ABC, Generic[RequestT]):
     default_model_id: ClassVar[str]
     request_model: ClassVar[type[JobRequest]]
     required_files: ClassVar[tuple[RequiredFile, ...]] = ("config.json",)
+    weight_folders: ClassVar[tuple[str, ...]] = ("",)  # where safetensors weights live ("" = the folder)
     gpu_dtype: ClassVar[torch.dtype] = torch.float16
     streams: ClassVar[bool] = False  # True: served by a generator handler (audio chunks via /stream)
+    default_residency: ClassVar[Residency] = Residency.KEEP
+    supports_offload: ClassVar[bool] = False  # True: setup() honours self.residency == Residency.OFFLOAD
 
     def __init__(
         self, model_dir: Path, model_id: str, device: torch.device, dtype: torch.dtype, settings: Settings
     ) -> None:
         self.settings = settings  # the worker's: volume root for companion folders, caps
+        self.residency = settings.residency or self.default_residency
         self.model_dir = model_dir
         self.model_id = model_id
         self.device = device

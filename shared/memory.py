@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import resource
 from pathlib import Path
 
 import torch
+
+_libc_name = ctypes.util.find_library("c")
+_LIBC = ctypes.CDLL(_libc_name) if _libc_name and hasattr(ctypes.CDLL(_libc_name), "malloc_trim") else None
 
 
 def _rss_mib() -> float:
@@ -36,8 +41,10 @@ def reset_peak() -> None:
 
 
 def release_memory() -> None:
-    """Collect garbage and hand cached CUDA blocks and IPC handles back to the driver."""
+    """Collect garbage, return freed heap pages to the OS, hand cached CUDA blocks and IPC handles back."""
     gc.collect()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)  # glibc keeps freed arenas otherwise: process memory would not drop
     if torch.cuda.is_available():
         torch.cuda.synchronize()
         torch.cuda.empty_cache()

@@ -35,7 +35,7 @@ from shared.fetch import fetch_audio_bytes
 from shared.logs import configure_logging, redact
 from shared.model_cache import ModelCache
 from shared.schemas import AUDIO_FORMATS, FILE_EXTENSIONS, JobRequest, parse_request
-from shared.settings import Mp3Settings, Residency, Settings
+from shared.settings import Mp3Settings, Residency, Settings, SettingsError
 from shared.volume import enforce_offline, resolve_model_dir
 
 _PROGRESS_INTERVAL_S = 2.0
@@ -130,7 +130,23 @@ class Worker:
         self.settings = settings or Settings.from_env()
         self.adapter_class = adapter_class
         self.model_id = self.settings.model_id or adapter_class.default_model_id
-        self.cache: ModelCache[ModelAdapter] = ModelCache(self._load_model, self.settings.residency)
+        self.residency = self.settings.residency or adapter_class.default_residency
+        if self.residency is Residency.OFFLOAD and not adapter_class.supports_offload:
+            raise SettingsError(
+                f"MODEL_RESIDENCY=offload: {adapter_class.name} does not support CPU offload; use keep or unload"
+            )
+        self.locked = self._check_locked(self.settings.locked_parameters)
+        self.cache: ModelCache[ModelAdapter] = ModelCache(self._load_model, self.residency)
+
+    def _check_locked(self, locked: dict[str, Any]) -> dict[str, Any]:
+        fields = self.adapter_class.request_model.model_fields
+        unknown = sorted(set(locked) - set(fields))
+        if unknown:
+            raise SettingsError(
+                f"LOCKED_PARAMETERS: {', '.join(unknown)} is not a field of {self.adapter_class.name} requests "
+                f"(fields: {', '.join(fields)})"
+            )
+        return locked
 
     def _device_and_dtype(self) -> tuple[torch.device, torch.dtype]:
         wanted = self.settings.device
@@ -140,8 +156,9 @@ class Worker:
         return device, self.adapter_class.gpu_dtype if device.type == "cuda" else torch.float32
 
     def _load_model(self) -> ModelAdapter:
+        adapter_class = self.adapter_class
         model_dir = resolve_model_dir(
-            self.adapter_class.name, self.model_id, self.settings, self.adapter_class.required_files
+            adapter_class.name, self.model_id, self.settings, adapter_class.required_files, adapter_class.weight_folders
         )
         device, dtype = self._device_and_dtype()
         logger.info("loading {} from {} on {} as {}", self.model_id, model_dir, device, dtype)
@@ -151,7 +168,7 @@ class Worker:
 
     def preload(self) -> None:
         """Load at start-up so the first job is warm; a missing model is reported by each job instead."""
-        if self.settings.residency is not Residency.KEEP:
+        if self.residency is Residency.UNLOAD:
             return
         try:
             with self.cache.use():
@@ -202,6 +219,8 @@ class Worker:
         timer = _Timer()
         settings = self.settings
         with timer.stage("validate"):
+            if isinstance(raw_input, dict) and self.locked:
+                raw_input = raw_input | self.locked  # the operator's values win over the request's
             request = parse_request(self.adapter_class.request_model, raw_input, settings.input_audio_max_bytes)
             destination = storage.choose_destination(
                 settings.s3, request.s3_bucket, request.s3_key, request.s3_prefix, request.return_base64
@@ -226,6 +245,7 @@ class Worker:
                 prediction = model.predict(request, audio_inputs, progress)
             outputs = prediction.outputs
             memory_peak = memory.peak_mib()
+            del model  # the cache must hold the last reference, or unloading after the job frees nothing
         with timer.stage("encode"):
             encoded = [audio_codec.encode(audio, request.format, settings.mp3) for audio in outputs]
         with timer.stage("store"):
@@ -251,6 +271,8 @@ class Worker:
         }
         if prediction.details:
             result["details"] = prediction.details
+        if self.locked:
+            result["locked_parameters"] = self.locked
         return result | self.adapter_class.client_fields(request, result)
 
     def _store(

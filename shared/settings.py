@@ -1,17 +1,20 @@
 """Worker configuration from environment variables.
 
-Precedence, highest first: a field in the job's input, then the environment variable, then the
-default written here. Settings are read once per worker process; `Settings.from_env` is pure so
+Precedence, highest first: a parameter the operator locks (LOCKED_PARAMETERS), a field in the
+job's input, then the environment variable, then the default written here (or the handler's own
+default, for MODEL_RESIDENCY). Settings are read once per worker process; `Settings.from_env` is pure so
 tests build settings from a plain dict.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 
 class Residency(StrEnum):
@@ -19,6 +22,7 @@ class Residency(StrEnum):
 
     KEEP = "keep"  # stay loaded: warm jobs skip the load
     UNLOAD = "unload"  # drop after each job and hand GPU memory back (shared GPUs)
+    OFFLOAD = "offload"  # stay loaded in CPU memory; each part visits the GPU only while it runs
 
 
 class SettingsError(ValueError):
@@ -66,6 +70,25 @@ def _fraction(env: Mapping[str, str], name: str, maximum: float) -> float | None
     return value
 
 
+def _residency(env: Mapping[str, str]) -> Residency | None:
+    if not env.get("MODEL_RESIDENCY", "").strip():
+        return None
+    return Residency(_choice(env, "MODEL_RESIDENCY", "keep", tuple(Residency)))
+
+
+def _json_object(env: Mapping[str, str], name: str) -> dict[str, Any]:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"environment variable {name} must be a JSON object: {exc.msg}") from None
+    if not isinstance(value, dict):
+        raise SettingsError(f"environment variable {name} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
 MIB = 1024 * 1024
 
 
@@ -95,7 +118,9 @@ class Settings:
     model_dir: Path | None = None  # explicit folder: skips volume resolution
     device: str = "auto"
     dtype: str = "auto"
-    residency: Residency = Residency.KEEP
+    residency: Residency | None = None  # None: the handler's default
+    # Request fields the operator fixes for every job (JSON object in LOCKED_PARAMETERS).
+    locked_parameters: dict[str, Any] = field(default_factory=dict)
     output_dir: Path = Path("outputs")
     inline_max_bytes: int = 4 * MIB
     input_audio_max_bytes: int = 20 * MIB
@@ -113,7 +138,8 @@ class Settings:
             model_dir=Path(explicit_dir) if explicit_dir else None,
             device=_choice(env, "DEVICE", "auto", ("auto", "cuda", "cpu")),
             dtype=_choice(env, "MODEL_DTYPE", "auto", ("auto", "float32", "float16", "bfloat16")),
-            residency=Residency(_choice(env, "MODEL_RESIDENCY", "keep", tuple(Residency))),
+            residency=_residency(env),
+            locked_parameters=_json_object(env, "LOCKED_PARAMETERS"),
             output_dir=Path(env.get("OUTPUT_DIR", "").strip() or "outputs"),
             # RunPod's /run payload limit is 10 MB; base64 adds a third, so 4 MiB of audio stays well under.
             inline_max_bytes=_int(env, "INLINE_OUTPUT_MAX_BYTES", 4 * MIB, 0, 7 * MIB),

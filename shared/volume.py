@@ -39,13 +39,22 @@ def _hf_cache_snapshot(volume_root: Path, model_id: str) -> Path | None:
     return snapshots[0] if len(snapshots) == 1 else None
 
 
-def _missing_weights(folder: Path) -> list[str]:
-    """Safetensors weights: one file, or an index whose every shard is present."""
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        shards = set(json.loads(index.read_text())["weight_map"].values())
-        return sorted(shard for shard in shards if not (folder / shard).is_file())
-    return [] if (folder / "model.safetensors").is_file() else ["model.safetensors"]
+# transformers names its weights model.safetensors, diffusers diffusion_pytorch_model.safetensors.
+_WEIGHT_NAMES = ("model.safetensors", "diffusion_pytorch_model.safetensors")
+
+
+def _missing_weights(folder: Path, subfolder: str) -> list[str]:
+    """Safetensors weights in `folder/subfolder`: one file, or an index whose every shard is present."""
+    where = folder / subfolder
+    prefix = f"{subfolder}/" if subfolder else ""
+    for name in _WEIGHT_NAMES:
+        index = where / f"{name}.index.json"
+        if index.is_file():
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+            return sorted(prefix + shard for shard in shards if not (where / shard).is_file())
+        if (where / name).is_file():
+            return []
+    return [prefix + " or ".join(_WEIGHT_NAMES)]
 
 
 RequiredFile = str | tuple[str, ...]  # a tuple: any one of these names will do
@@ -56,8 +65,18 @@ def _is_present(folder: Path, required: RequiredFile) -> bool:
     return any((folder / name).is_file() for name in names)
 
 
-def resolve_model_dir(handler: str, model_id: str, settings: Settings, required_files: Iterable[RequiredFile]) -> Path:
-    """The folder holding a complete checkpoint, or a ModelFilesError naming the path and the fix."""
+def resolve_model_dir(
+    handler: str,
+    model_id: str,
+    settings: Settings,
+    required_files: Iterable[RequiredFile],
+    weight_folders: Iterable[str] = ("",),
+) -> Path:
+    """The folder holding a complete checkpoint, or a ModelFilesError naming the path and the fix.
+
+    `weight_folders`: where safetensors weights must be ("" = the folder itself; a diffusers pipeline
+    keeps one set per component subfolder).
+    """
     command = populate_command(handler, model_id, settings.volume_root)
     if settings.model_dir is not None:
         folder = settings.model_dir
@@ -74,7 +93,7 @@ def resolve_model_dir(handler: str, model_id: str, settings: Settings, required_
         required if isinstance(required, str) else " or ".join(required)
         for required in required_files
         if not _is_present(folder, required)
-    ] + _missing_weights(folder)
+    ] + [name for subfolder in weight_folders for name in _missing_weights(folder, subfolder)]
     if missing:
         raise ModelFilesError(
             f"model folder {folder} is incomplete, missing: {', '.join(missing)}; re-populate it with: {command}"

@@ -10,7 +10,7 @@ from shared.settings import Residency, Settings, SettingsError
 
 
 def test_defaults_and_overrides():
-    assert Settings.from_env({}).residency is Residency.KEEP
+    assert Settings.from_env({}).residency is None  # the handler's default applies
     settings = Settings.from_env(
         {
             "MODEL_RESIDENCY": "unload",
@@ -61,3 +61,11 @@ def test_mp3_settings_from_environment_change_the_encoding():
     assert len(small) < len(large) / 2
     with pytest.raises(SettingsError, match="MP3_COMPRESSION_LEVEL must be a number from 0 to 0.99, got 1.0"):
         Settings.from_env({"MP3_COMPRESSION_LEVEL": "1"})
+
+
+def test_locked_parameters_are_a_json_object():
+    assert Settings.from_env({"LOCKED_PARAMETERS": '{"steps": 50}'}).locked_parameters == {"steps": 50}
+    with pytest.raises(SettingsError, match="LOCKED_PARAMETERS must be a JSON object, got list"):
+        Settings.from_env({"LOCKED_PARAMETERS": "[1]"})
+    with pytest.raises(SettingsError, match="MODEL_RESIDENCY must be one of keep, unload, offload"):
+        Settings.from_env({"MODEL_RESIDENCY": "sometimes"})

@@ -1,0 +1,3 @@
+from handlers.ace_step.handler import main
+
+main()

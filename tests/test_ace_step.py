@@ -1,0 +1,61 @@
+"""ACE-Step in process: unload-after-job hands the memory back; keep holds it; request rules."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from pathlib import Path
+
+import pytest
+
+from handlers.ace_step.ace_step import AceStep
+from handlers.musicgen.musicgen import MusicGen
+from scripts.build_tiny_models import build
+from shared.pipeline import Worker
+from shared.settings import Residency, Settings, SettingsError
+
+JOB = {"id": "m", "input": {"caption": "x", "audio_duration": 1.0, "steps": 2, "seed": 1}}
+
+
+@pytest.fixture(scope="module")
+def bench_volume(tmp_path_factory) -> Path:
+    """A ~220 MB pipeline: big enough that holding it or not shows in process memory."""
+    volume = tmp_path_factory.mktemp("ace-bench")
+    build(volume, ["ace_step"], "bench")
+    return volume
+
+
+def _worker(volume: Path, tmp_path: Path, residency: Residency | None) -> Worker:
+    settings = Settings(
+        volume_root=volume, model_id="bench-random/acestep-v15-base-diffusers", output_dir=tmp_path, residency=residency
+    )
+    return Worker(AceStep, settings)
+
+
+def test_unload_after_job_is_the_default_and_returns_the_memory(bench_volume, tmp_path):
+    worker = _worker(bench_volume, tmp_path, None)
+    assert worker.residency is Residency.UNLOAD
+    worker.run(JOB)  # first use: imports and one-time allocations out of the way
+    with worker.cache.use() as (adapter, _):
+        pipeline = weakref.ref(adapter.pipe)
+        del adapter
+    assert pipeline() is None  # the model objects were released with the job
+    result = worker.run(JOB)
+    memory = result["memory_mib"]
+    assert result["model"]["loaded_this_job"] is True and not worker.cache.is_loaded
+    assert memory["after_job"] - memory["before_job"] < 32, memory
+
+
+def test_keep_holds_the_model_between_jobs(bench_volume, tmp_path):
+    gc.collect()
+    worker = _worker(bench_volume, tmp_path, Residency.KEEP)
+    first = worker.run(JOB)
+    second = worker.run(JOB)
+    assert second["model"]["loaded_this_job"] is False and worker.cache.is_loaded
+    assert second["memory_mib"]["after_job"] - first["memory_mib"]["before_job"] > 100, (first, second)
+
+
+def test_offload_is_accepted_only_by_handlers_that_support_it(bench_volume, tmp_path):
+    assert _worker(bench_volume, tmp_path, Residency.OFFLOAD).residency is Residency.OFFLOAD
+    with pytest.raises(SettingsError, match="MODEL_RESIDENCY=offload: musicgen does not support CPU offload"):
+        Worker(MusicGen, Settings(residency=Residency.OFFLOAD))
