@@ -55,3 +55,21 @@ def test_malformed_model_ids_are_refused_before_any_download(bad, capsys):
     with pytest.raises(SystemExit):
         main(["musicgen", "--model-id", bad, "--volume", "/tmp/v"])
     assert "model id must look like ORG/NAME" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "handler, repos",
+    [
+        ("musicgen", ("facebook/musicgen-small",)),
+        ("higgs_audio", ("bosonai/higgs-audio-v2-generation-3B-base", "bosonai/higgs-audio-v2-tokenizer")),
+        ("voxcpm", ("openbmb/VoxCPM2",)),
+        ("ace_step", ("ACE-Step/acestep-v15-base-diffusers",)),
+    ],
+)
+def test_each_handler_populates_its_default_repositories(monkeypatch, handler, repos):
+    calls = []
+    monkeypatch.setattr(
+        "scripts.populate_volume.populate", lambda *args: calls.append(args)
+    )  # the hub is out of reach here
+    assert main([handler, "--volume", "/runpod-volume"]) == 0
+    assert calls == [(handler, repos, Path("/runpod-volume"), None)]

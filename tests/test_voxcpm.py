@@ -25,6 +25,7 @@ def test_a_checkpoint_missing_a_tensor_is_refused(tiny_volume: Path, tmp_path: P
     )
     assert result["error"].startswith(f"model folder {folder} is incomplete: 1 weight(s) missing")
     assert dropped in result["error"]
+    assert result["error"].endswith(f"populate_volume.py voxcpm --model-id org/broken --volume {tmp_path}")
 
 
 def test_streamed_items_are_well_under_a_megabyte(tiny_volume: Path, tmp_path: Path):

@@ -29,6 +29,7 @@ from shared.audio import Audio
 from shared.errors import InputError, ModelFilesError
 from shared.fetch import fetch_artifact
 from shared.schemas import AudioSource, JobRequest
+from shared.volume import populate_command
 
 ARCHITECTURES = {"voxcpm2": "VoxCPM2", "voxcpm": "VoxCPM 1.5"}
 LORA_MAX_BYTES = 2 * 1024**3
@@ -118,7 +119,7 @@ class VoxCPMRequest(JobRequest):
         return self
 
 
-def _verify_complete(model: torch.nn.Module, folder: Path) -> None:
+def _verify_complete(model: torch.nn.Module, folder: Path, populate: str) -> None:
     """The library loads weights non-strictly: refuse a checkpoint that leaves any weight unloaded."""
     stored: set[str] = set()
     for file_name, prefix in (("model.safetensors", ""), ("audiovae.safetensors", "audio_vae.")):
@@ -129,7 +130,7 @@ def _verify_complete(model: torch.nn.Module, folder: Path) -> None:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise ModelFilesError(
             f"model folder {folder} is incomplete: {len(missing)} weight(s) missing from its safetensors "
-            f"({shown}); re-populate it with: python scripts/populate_volume.py voxcpm --volume <volume>"
+            f"({shown}); re-populate it with: {populate}"
         )
 
 
@@ -156,7 +157,9 @@ class VoxCPM(ModelAdapter[VoxCPMRequest]):
             lora_config=lora_config,
         )
         self.model = self.tts.tts_model
-        _verify_complete(self.model, self.model_dir)
+        _verify_complete(
+            self.model, self.model_dir, populate_command(self.name, self.model_id, self.settings.volume_root)
+        )
         self.lora_id = None
         if lora_path is not None:
             _, skipped = self.tts.load_lora(str(lora_path))
