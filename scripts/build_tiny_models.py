@@ -385,7 +385,11 @@ def build_ace_step(target: Path, size: str) -> None:
     condition_encoder/, scheduler/, saved by AceStepPipeline.save_pretrained."""
     from diffusers import AceStepPipeline, AutoencoderOobleck, FlowMatchEulerDiscreteScheduler
     from diffusers.models.transformers.ace_step_transformer import AceStepTransformer1DModel
-    from diffusers.pipelines.ace_step.modeling_ace_step import AceStepConditionEncoder
+    from diffusers.pipelines.ace_step.modeling_ace_step import (
+        AceStepAudioTokenDetokenizer,
+        AceStepAudioTokenizer,
+        AceStepConditionEncoder,
+    )
 
     hidden, layers, decoder_channels = _ACE_SIZES[size]
     heads = hidden // 8
@@ -432,7 +436,12 @@ def build_ace_step(target: Path, size: str) -> None:
         num_timbre_encoder_hidden_layers=1,
         **attention,
     )
+    # The 5 Hz semantic audio codes that cover (and audio_codes input) condition on.
+    codes = {"hidden_size": hidden, "intermediate_size": 2 * hidden, "audio_acoustic_hidden_dim": 64}
+    codes |= {"pool_window_size": 5, "num_attention_pooler_hidden_layers": 1, **attention}
     pipeline = AceStepPipeline(
+        audio_tokenizer=AceStepAudioTokenizer(fsq_dim=hidden, **codes),
+        audio_token_detokenizer=AceStepAudioTokenDetokenizer(**codes),
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,

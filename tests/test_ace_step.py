@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import gc
+import io
 import weakref
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
 
 from handlers.ace_step.ace_step import AceStep
 from handlers.musicgen.musicgen import MusicGen
@@ -59,3 +63,26 @@ def test_offload_is_accepted_only_by_handlers_that_support_it(bench_volume, tmp_
     assert _worker(bench_volume, tmp_path, Residency.OFFLOAD).residency is Residency.OFFLOAD
     with pytest.raises(SettingsError, match="MODEL_RESIDENCY=offload: musicgen does not support CPU offload"):
         Worker(MusicGen, Settings(residency=Residency.OFFLOAD))
+
+
+def _stem_base64(seconds: float = 2.0, rate: int = 32000) -> str:
+    buffer = io.BytesIO()
+    soundfile.write(buffer, 0.2 * np.sin(np.arange(int(seconds * rate)) / 9.0), rate, format="WAV")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"task": "repaint", "caption": "brighter", "repainting_start": 0.5, "repainting_end": 1.5},
+        {"task": "cover", "caption": "jazz trio"},
+        {"task": "extract", "track_type": "vocals"},
+    ],
+    ids=["repaint", "cover", "extract"],
+)
+def test_the_other_source_tasks_run(tiny_volume, tmp_path, extra):
+    settings = Settings(volume_root=tiny_volume, model_id="tiny-random/acestep-v15-base-diffusers", output_dir=tmp_path)
+    result = Worker(AceStep, settings).run({"id": "t", "input": {"audio": _stem_base64(), "steps": 2, **extra}})
+    assert "error" not in result, result
+    assert result["details"]["task"] == extra["task"]
+    assert [(o["duration_seconds"], o["channels"], o["sample_rate"]) for o in result["outputs"]] == [(2.0, 2, 48000)]

@@ -138,6 +138,11 @@ class AceStep(ModelAdapter[AceStepRequest]):
             raise InputError(
                 f"task: {request.task!r} is disabled on this endpoint (allowed: {', '.join(self.allowed_tasks)})"
             )
+        if request.task == "cover" and self.pipe.audio_tokenizer is None:
+            raise InputError(
+                f"task: 'cover' needs audio_tokenizer/ and audio_token_detokenizer/ in {self.model_dir}, "
+                "which this checkpoint lacks"
+            )
         source = audio_inputs.get("audio")
         duration = request.audio_duration or (source.duration if source is not None else 30.0)
         if request.repainting_end is not None and request.repainting_end > duration:
