@@ -10,8 +10,10 @@ from pathlib import Path
 
 import torch
 
-_libc_name = ctypes.util.find_library("c")
-_LIBC = ctypes.CDLL(_libc_name) if _libc_name and hasattr(ctypes.CDLL(_libc_name), "malloc_trim") else None
+_LIBC_NAME = ctypes.util.find_library("c")
+_LIBC = ctypes.CDLL(_LIBC_NAME) if _LIBC_NAME else None
+if _LIBC is not None and not hasattr(_LIBC, "malloc_trim"):  # not glibc (musl, ...)
+    _LIBC = None
 
 
 def _rss_mib() -> float:

@@ -11,7 +11,6 @@ import asyncio
 import base64
 import json
 import os
-import queue
 import random
 import secrets
 import sys
@@ -206,14 +205,18 @@ class Worker:
 
     async def streaming_handler(self, job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """Generator handler: yields audio items as the adapter produces them, then the result."""
-        items: queue.Queue[dict[str, Any]] = queue.Queue()
-        finished = asyncio.ensure_future(asyncio.to_thread(self.run, job, items.put))
-        while not (finished.done() and items.empty()):
-            try:
-                yield items.get_nowait()
-            except queue.Empty:
-                await asyncio.sleep(0.01)
-        yield await finished
+        loop = asyncio.get_running_loop()
+        items: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        def emit(item: dict[str, Any]) -> None:  # called from the generation thread
+            loop.call_soon_threadsafe(items.put_nowait, item)
+
+        finished = asyncio.ensure_future(asyncio.to_thread(self.run, job, emit))
+        # Runs after every item the thread emitted is queued: None marks the end of the stream.
+        finished.add_done_callback(lambda _: items.put_nowait(None))
+        while (item := await items.get()) is not None:
+            yield item
+        yield finished.result()
 
     def _run(self, job_id: str, raw_input: Any, progress: _ProgressReporter) -> dict[str, Any]:
         timer = _Timer()

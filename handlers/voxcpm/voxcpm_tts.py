@@ -28,7 +28,7 @@ from shared.adapter import ModelAdapter, Prediction, Progress
 from shared.audio import Audio
 from shared.errors import InputError, ModelFilesError
 from shared.fetch import fetch_artifact
-from shared.schemas import AudioSource, JobRequest
+from shared.schemas import AudioSource, JobRequest, decode_base64_audio
 from shared.volume import populate_command
 
 ARCHITECTURES = {"voxcpm2": "VoxCPM2", "voxcpm": "VoxCPM 1.5"}
@@ -110,8 +110,7 @@ class VoxCPMRequest(JobRequest):
         source = self.prompt_audio
         if self.prompt_audio_format is None or source is None or source.startswith(("https://", "http://", "s3://")):
             return self
-        payload = source.split(",", 1)[1] if source.startswith("data:") else source
-        found = audio_codec.container_of(base64.b64decode(payload + "=" * (-len(payload) % 4)))
+        found = audio_codec.container_of(decode_base64_audio(source))
         if found != _CONTAINERS[self.prompt_audio_format]:
             raise ValueError(
                 f"prompt_audio_format: declared {self.prompt_audio_format!r} but the audio is {found or 'not audio'}"
