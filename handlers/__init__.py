@@ -1,0 +1,3 @@
+"""One folder per worker (see README.md). Importing `shared` first puts the model libraries offline."""
+
+import shared  # noqa: F401

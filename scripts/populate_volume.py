@@ -3,7 +3,8 @@
     python scripts/populate_volume.py musicgen --volume /runpod-volume
     python scripts/populate_volume.py musicgen --model-id facebook/musicgen-melody --volume /runpod-volume
 
-Each repository lands in <volume>/<handler>/<org>/<name>, the folder the worker reads. Only the files
+A worker's default repositories come from its catalog (handlers/<worker>/catalog.py). Each repository
+lands in <volume>/<worker>/<org>/<name>, the folder the worker reads. Only the files
 a worker loads are fetched: where a repository ships safetensors, its legacy pickled duplicates
 (pytorch_model.bin, MusicGen's state_dict.bin and compression_state_dict.bin, ...) are skipped.
 Run it from a pod or a machine with the volume mounted; HF_TOKEN is used for gated repositories.
@@ -13,18 +14,15 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import os
 import sys
 from pathlib import Path
 
-# Each handler's default repositories (all are downloaded unless --model-id names others).
-DEFAULT_REPOS: dict[str, tuple[str, ...]] = {
-    "musicgen": ("facebook/musicgen-small",),
-    # The LM and its audio tokenizer, side by side under higgs_audio/bosonai/.
-    "higgs_audio": ("bosonai/higgs-audio-v2-generation-3B-base", "bosonai/higgs-audio-v2-tokenizer"),
-    "voxcpm": ("openbmb/VoxCPM2",),  # or --model-id openbmb/VoxCPM1.5
-    # diffusers-format ACE-Step 1.5 (base: the lego task needs it; -turbo- and -xl- variants exist).
-    "ace_step": ("ACE-Step/acestep-v15-base-diffusers",),
-}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import shared  # noqa: E402
+from shared import workers  # noqa: E402
+
 _LEGACY_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.msgpack", "*.onnx", "*.ot")
 _NEVER_NEEDED = (".gitattributes", "*.png", "*.jpg", "*.jpeg", "*.gif", "*.mp4")
 
@@ -36,20 +34,23 @@ def files_to_fetch(repo_files: list[str]) -> list[str]:
     return [name for name in repo_files if not any(fnmatch.fnmatch(Path(name).name, pattern) for pattern in skipped)]
 
 
-def target_folder(volume: Path, handler: str, repo_id: str) -> Path:
+def target_folder(volume: Path, worker: str, repo_id: str) -> Path:
     org, _, name = repo_id.partition("/")
     if not org or not name or "/" in name or ".." in (org, name):
         raise ValueError(f"model id must look like ORG/NAME, got {repo_id!r}")
-    return volume / handler / org / name
+    return volume / worker / org / name
 
 
-def populate(handler: str, repo_ids: tuple[str, ...], volume: Path, revision: str | None) -> list[Path]:
+def populate(worker: str, repo_ids: tuple[str, ...], volume: Path, revision: str | None) -> list[Path]:
+    # The one tool that must reach the hub: importing `shared` put this process offline.
+    for variable in shared.OFFLINE_VARIABLES:
+        os.environ.pop(variable, None)
     from huggingface_hub import HfApi, snapshot_download
 
     api = HfApi()
     folders = []
     for repo_id in repo_ids:
-        folder = target_folder(volume, handler, repo_id)
+        folder = target_folder(volume, worker, repo_id)
         wanted = files_to_fetch(api.list_repo_files(repo_id, revision=revision))
         print(f"{repo_id} -> {folder} ({len(wanted)} files)")
         snapshot_download(repo_id, revision=revision, local_dir=folder, allow_patterns=wanted)
@@ -59,18 +60,18 @@ def populate(handler: str, repo_ids: tuple[str, ...], volume: Path, revision: st
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("handler", choices=sorted(DEFAULT_REPOS))
+    parser.add_argument("worker", choices=workers.worker_names())
     parser.add_argument("--model-id", action="append", help="ORG/NAME on the Hugging Face hub (repeatable)")
     parser.add_argument("--volume", type=Path, default=Path("/runpod-volume"), help="volume root")
     parser.add_argument("--revision", help="branch, tag or commit (default: main)")
     args = parser.parse_args(argv)
-    repo_ids = tuple(args.model_id) if args.model_id else DEFAULT_REPOS[args.handler]
+    repo_ids = tuple(args.model_id) if args.model_id else workers.catalog(args.worker).repositories
     try:
         for repo_id in repo_ids:
-            target_folder(args.volume, args.handler, repo_id)
+            target_folder(args.volume, args.worker, repo_id)
     except ValueError as exc:
         parser.error(str(exc))
-    populate(args.handler, repo_ids, args.volume, args.revision)
+    populate(args.worker, repo_ids, args.volume, args.revision)
     return 0
 
 

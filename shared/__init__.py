@@ -1,1 +1,10 @@
-"""The one library every handler uses: schemas, volume paths, model cache, audio, storage, pipeline."""
+"""The one library every worker uses: settings, schemas, volume, model cache, audio, storage, pipeline.
+
+Importing it puts the Hugging Face libraries in offline mode before any of them is imported: they read
+these variables once, at their own import, and a worker never reaches a hub at run time.
+"""
+
+import os
+
+OFFLINE_VARIABLES = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+os.environ.update(OFFLINE_VARIABLES)

@@ -3,65 +3,94 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 
 from shared.audio import Audio
-from shared.schemas import JobRequest
-from shared.settings import Residency, Settings
-from shared.volume import RequiredFile
+from shared.progress import AudioStream, Progress
+from shared.schemas import AudioLabel, JobRequest
+from shared.settings import ModelConfig, Residency, Settings
+from shared.volume import VolumeCatalog
 
 RequestT = TypeVar("RequestT", bound=JobRequest)
+ConfigT = TypeVar("ConfigT", bound=ModelConfig)
 
 
-class Progress(Protocol):
-    def __call__(self, stage: str, fraction: float | None = None) -> None:
-        """Report a stage and the fraction of the whole generation done (None when unknown)."""
+@dataclass(frozen=True)
+class JobContext:
+    """What the pipeline hands `predict` besides the request and its audio."""
 
-    @property
-    def streaming(self) -> bool:
-        """True when this job's audio can be streamed (a generator handler is serving it)."""
-
-    def chunk(self, audio: Audio, stream_format: str) -> None:
-        """Stream a piece of the output as it is produced (ignored when not streaming)."""
+    seed: int  # already applied to the global generators; reported in the result
+    progress: Progress
+    stream: AudioStream | None = None  # set when a generator handler serves this job
 
 
 @dataclass(frozen=True)
 class Prediction:
     outputs: list[Audio]  # one per output file
     details: dict[str, Any] = field(default_factory=dict)  # JSON-safe facts for the result's "details"
+    # Top-level result fields, beside the shared ones, that existing clients of this model expect.
+    response_fields: dict[str, Any] = field(default_factory=dict)
 
 
-class ModelAdapter(ABC, Generic[RequestT]):
-    """One model. Subclasses declare their request schema and the files their folder must hold.
+@dataclass(frozen=True)
+class LoadTarget:
+    """Where and how a model is loaded: resolved by the worker before `setup`."""
+
+    model_dir: Path
+    model_id: str
+    device: torch.device
+    dtype: torch.dtype
+    residency: Residency
+
+
+class ModelAdapter(ABC, Generic[RequestT, ConfigT]):
+    """One model. Subclasses declare their request schema, their variables and their volume catalog.
 
     The pipeline owns everything around the model: it validates the request, fetches and decodes
     input audio (resampled to `input_sample_rate`, `input_channels`), seeds the generators, encodes
     and stores the output. An adapter only loads the model and turns a request into audio.
     """
 
-    name: ClassVar[str]  # folder under the volume root and segment of the output key
-    default_model_id: ClassVar[str]
+    catalog: ClassVar[VolumeCatalog]
     request_model: ClassVar[type[JobRequest]]
-    required_files: ClassVar[tuple[RequiredFile, ...]] = ("config.json",)
-    weight_folders: ClassVar[tuple[str, ...]] = ("",)  # where safetensors weights live ("" = the folder)
+    config_model: ClassVar[type[ModelConfig]] = ModelConfig
     gpu_dtype: ClassVar[torch.dtype] = torch.float16
     streams: ClassVar[bool] = False  # True: served by a generator handler (audio chunks via /stream)
     default_residency: ClassVar[Residency] = Residency.KEEP
-    supports_offload: ClassVar[bool] = False  # True: setup() honours self.residency == Residency.OFFLOAD
+    supports_offload: ClassVar[bool] = False  # True: setup() honours Residency.OFFLOAD
+    input_channels: ClassVar[int] = 1
+    # Top-level aliases of the first output's fields, for clients of the model's earlier API:
+    # result name -> the output fields to take it from, first present wins.
+    first_output_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
-    def __init__(
-        self, model_dir: Path, model_id: str, device: torch.device, dtype: torch.dtype, settings: Settings
-    ) -> None:
+    def __init__(self, target: LoadTarget, config: ConfigT, settings: Settings) -> None:
+        self.model_dir = target.model_dir
+        self.model_id = target.model_id
+        self.device = target.device
+        self.dtype = target.dtype
+        self.residency = target.residency
+        self.config = config  # the model's own variables, checked at start-up
         self.settings = settings  # the worker's: volume root for companion folders, caps
-        self.residency = settings.residency or self.default_residency
-        self.model_dir = model_dir
-        self.model_id = model_id
-        self.device = device
-        self.dtype = dtype
+
+    @classmethod
+    def name(cls) -> str:
+        return cls.catalog.worker
+
+    @classmethod
+    def prepare(cls, model_dir: Path, config: ConfigT, settings: Settings) -> None:
+        """Start-up checks beyond the model folder (companion folders, operator artifacts).
+
+        Runs once when the worker starts, under every residency, so a problem is known before any job.
+        """
+
+    @classmethod
+    def check_request(cls, request: RequestT, config: ConfigT) -> None:
+        """Rules that depend on the endpoint's configuration, checked before any model loads."""
 
     @abstractmethod
     def setup(self) -> None:
@@ -70,15 +99,8 @@ class ModelAdapter(ABC, Generic[RequestT]):
     @property
     def input_sample_rate(self) -> int:
         """Rate that input audio is resampled to before `predict`."""
-        raise NotImplementedError(f"{self.name} takes no input audio")
-
-    input_channels: ClassVar[int] = 1
+        raise NotImplementedError(f"{self.name()} takes no input audio")
 
     @abstractmethod
-    def predict(self, request: RequestT, audio_inputs: dict[str, Audio], progress: Progress) -> Prediction:
+    def predict(self, request: RequestT, audio_inputs: dict[AudioLabel, Audio], job: JobContext) -> Prediction:
         """Generate the outputs; `audio_inputs` maps the labels of `request.input_audio()` to decoded audio."""
-
-    @classmethod
-    def client_fields(cls, request: RequestT, result: dict[str, Any]) -> dict[str, Any]:
-        """Top-level fields, beside the shared ones, that existing clients of this model expect."""
-        return {}

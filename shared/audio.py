@@ -10,20 +10,13 @@ import soundfile
 import soxr
 
 from shared.errors import InputError
+from shared.formats import AUDIO_FORMATS
 from shared.settings import Mp3Settings
 
 # Opus only runs at these rates; anything else is resampled to 48 kHz before encoding.
 _OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 # MPEG layer III (MPEG-1, -2 and -2.5) rates; others go to the nearest standard rate above.
 _MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
-
-_SOUNDFILE_FORMATS = {
-    "wav": ("WAV", "PCM_16"),
-    "flac": ("FLAC", "PCM_16"),
-    "mp3": ("MP3", "MPEG_LAYER_III"),
-    "ogg": ("OGG", "VORBIS"),
-    "opus": ("OGG", "OPUS"),
-}
 
 
 @dataclass(frozen=True)
@@ -72,17 +65,17 @@ def _nearest_rate_at_or_above(rate: int, allowed: tuple[int, ...]) -> int:
 
 def encode(audio: Audio, audio_format: str, mp3: Mp3Settings | None = None) -> tuple[bytes, int]:
     """Encode to a container; returns the bytes and the sample rate actually written."""
-    container, subtype = _SOUNDFILE_FORMATS[audio_format]
+    info = AUDIO_FORMATS[audio_format]
     options = {}
     if audio_format == "opus":
         audio = audio.resampled(_nearest_rate_at_or_above(audio.sample_rate, _OPUS_RATES))
     elif audio_format == "mp3":
         audio = audio.resampled(_nearest_rate_at_or_above(audio.sample_rate, _MP3_RATES))
-        mp3 = mp3 or Mp3Settings()
+        mp3 = mp3 or Mp3Settings.model_construct()  # libsndfile's defaults, not the environment's
         options = {"bitrate_mode": mp3.bitrate_mode.upper(), "compression_level": mp3.compression_level}
     buffer = io.BytesIO()
     samples = np.clip(audio.samples, -1.0, 1.0)
-    soundfile.write(buffer, samples, audio.sample_rate, format=container, subtype=subtype, **options)
+    soundfile.write(buffer, samples, audio.sample_rate, format=info.container, subtype=info.subtype, **options)
     return buffer.getvalue(), audio.sample_rate
 
 

@@ -15,3 +15,7 @@ class ModelFilesError(WorkerError):
 
 class StorageError(WorkerError):
     """The result could not be written where the request or the environment asked."""
+
+
+class SettingsError(WorkerError):
+    """An environment variable holds a value the worker cannot use."""

@@ -10,21 +10,12 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
+from typing import Annotated, Any, NamedTuple, TypeVar, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 from shared.errors import InputError
-
-AUDIO_FORMATS: dict[str, str] = {
-    "wav": "audio/wav",
-    "flac": "audio/flac",
-    "mp3": "audio/mpeg",
-    "ogg": "audio/ogg",  # Vorbis
-    "opus": "audio/ogg",  # Opus in an Ogg container
-}
-AudioFormat = Literal["wav", "flac", "mp3", "ogg", "opus"]
-FILE_EXTENSIONS: dict[str, str] = {"wav": "wav", "flac": "flac", "mp3": "mp3", "ogg": "ogg", "opus": "opus"}
+from shared.formats import AUDIO_FORMATS, AudioFormat
 
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _BASE64_ALPHABET = re.compile(r"^[A-Za-z0-9+/=_\-\s]+$")
@@ -51,6 +42,16 @@ def _check_bucket(name: str) -> str:
 S3Key = Annotated[str, AfterValidator(_check_s3_key)]
 S3Prefix = Annotated[str, AfterValidator(lambda prefix: _check_s3_key(prefix.rstrip("/")))]
 BucketName = Annotated[str, AfterValidator(_check_bucket)]
+
+
+class AudioLabel(NamedTuple):
+    """Which request field an input audio came from: the field, and its position when the field is a list."""
+
+    field: str
+    index: int | None = None
+
+    def __str__(self) -> str:  # how error messages name it: "melody_audio", "ref_audio.1"
+        return self.field if self.index is None else f"{self.field}.{self.index}"
 
 
 class AudioSourceMarker:
@@ -118,24 +119,25 @@ class JobRequest(BaseModel):
             raise ValueError(f"s3_key: this job makes {self.output_count()} outputs; use s3_prefix instead")
         if self.s3_key is not None and "." in self.s3_key.rsplit("/", 1)[-1]:
             extension = self.s3_key.rsplit(".", 1)[-1].lower()
-            if extension in FILE_EXTENSIONS.values() and extension != FILE_EXTENSIONS[self.format]:
+            known = {info.extension for info in AUDIO_FORMATS.values()}
+            if extension in known and extension != AUDIO_FORMATS[self.format].extension:
                 raise ValueError(f"s3_key ends in .{extension} but format is {self.format!r}")
         return self
 
-    def input_audio(self) -> dict[str, str]:
+    def input_audio(self) -> dict[AudioLabel, str]:
         """Input audio the pipeline fetches and decodes before generation: label -> source.
 
-        The label is the field name, or "field.index" for a list; every AudioSource field is included.
+        Every AudioSource field is included; a list field gives one label per item.
         """
-        sources: dict[str, str] = {}
+        sources: dict[AudioLabel, str] = {}
         for name, info in type(self).model_fields.items():
             value = getattr(self, name)
             if value is None or not _holds_audio_source(info.annotation):
                 continue
             if isinstance(value, str):
-                sources[name] = value
+                sources[AudioLabel(name)] = value
             else:
-                sources.update({f"{name}.{index}": item for index, item in enumerate(value)})
+                sources.update({AudioLabel(name, index): item for index, item in enumerate(value)})
         return sources
 
 

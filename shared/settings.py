@@ -1,20 +1,31 @@
-"""Worker configuration from environment variables.
+"""Worker configuration from environment variables, declared once with pydantic-settings.
 
 Precedence, highest first: a parameter the operator locks (LOCKED_PARAMETERS), a field in the
-job's input, then the environment variable, then the default written here (or the handler's own
-default, for MODEL_RESIDENCY). Settings are read once per worker process; `Settings.from_env` is pure so
-tests build settings from a plain dict.
+job's input, then the environment variable, then the default declared here (or the worker's own
+default, for MODEL_RESIDENCY). Every variable is read and checked once, at start-up; a wrong value
+becomes a start-up error naming the variable and the rule, returned as the error of every job.
+
+Booleans follow one grammar everywhere: 1/true/yes/on and 0/false/no/off (any case). An empty
+variable counts as unset. A model's own variables (MUSICGEN_*, VOXCPM_*, ...) are declared the same way,
+in `handlers/<model>/config.py`, as a `ModelConfig`.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
+
+from shared.errors import SettingsError
+
+MIB = 1024 * 1024
+_SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|API_KEY|ACCESS_KEY", re.IGNORECASE)
 
 
 class Residency(StrEnum):
@@ -25,138 +36,117 @@ class Residency(StrEnum):
     OFFLOAD = "offload"  # stay loaded in CPU memory; each part visits the GPU only while it runs
 
 
-class SettingsError(ValueError):
-    """An environment variable holds a value the worker cannot use."""
+class EnvSettings(BaseSettings):
+    """Base of every settings class: immutable, unknown variables ignored, empty means unset.
+
+    Fields name their variable with `validation_alias`; tests and code may also pass field names.
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_ignore_empty=True, validate_by_name=True)
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
+class ModelConfig(EnvSettings):
+    """A model's own environment variables; a worker without any uses this class as it is."""
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _json_object(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
     try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"environment variable {name} must be an integer, got {raw!r}") from None
-    if not minimum <= value <= maximum:
-        raise SettingsError(f"environment variable {name} must be between {minimum} and {maximum}, got {value}")
-    return value
-
-
-def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = env.get(name, "").strip().lower() or default
-    if value not in choices:
-        raise SettingsError(f"environment variable {name} must be one of {', '.join(choices)}, got {value!r}")
-    return value
-
-
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    return env.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _optional(env: Mapping[str, str], name: str) -> str | None:
-    return env.get(name, "").strip() or None
-
-
-def _fraction(env: Mapping[str, str], name: str, maximum: float) -> float | None:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"environment variable {name} must be a number from 0 to {maximum}, got {raw!r}") from None
-    if not 0.0 <= value <= maximum:
-        raise SettingsError(f"environment variable {name} must be a number from 0 to {maximum}, got {value}")
-    return value
-
-
-def _residency(env: Mapping[str, str]) -> Residency | None:
-    if not env.get("MODEL_RESIDENCY", "").strip():
-        return None
-    return Residency(_choice(env, "MODEL_RESIDENCY", "keep", tuple(Residency)))
-
-
-def _json_object(env: Mapping[str, str], name: str) -> dict[str, Any]:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return {}
-    try:
-        value = json.loads(raw)
+        parsed = json.loads(value)
     except json.JSONDecodeError as exc:
-        raise SettingsError(f"environment variable {name} must be a JSON object: {exc.msg}") from None
-    if not isinstance(value, dict):
-        raise SettingsError(f"environment variable {name} must be a JSON object, got {type(value).__name__}")
-    return value
+        raise ValueError(f"must be a JSON object: {exc.msg}") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"must be a JSON object, got {type(parsed).__name__}")
+    return parsed
 
 
-MIB = 1024 * 1024
+class Mp3Settings(EnvSettings):
+    """Every worker's MP3 output (files and streamed chunks)."""
+
+    bitrate_mode: Annotated[Literal["constant", "average", "variable"], BeforeValidator(_lower)] = Field(
+        "constant", validation_alias="MP3_BITRATE_MODE", description="libsndfile's MP3 bitrate mode"
+    )
+    # libsndfile refuses 1.0; None leaves its default.
+    compression_level: float | None = Field(
+        None, ge=0.0, le=0.99, validation_alias="MP3_COMPRESSION_LEVEL", description="0 = highest bitrate .. 0.99"
+    )
 
 
-@dataclass(frozen=True)
-class Mp3Settings:
-    bitrate_mode: str = "constant"  # constant, average or variable
-    compression_level: float | None = None  # 0 = highest bitrate .. 0.99 = smallest; None: libsndfile's
-
-
-@dataclass(frozen=True)
-class S3Settings:
+class S3Settings(EnvSettings):
     """Where results go when a bucket is configured (RunPod's variable names, plus BUCKET_NAME)."""
 
-    endpoint_url: str | None = None
-    access_key_id: str | None = None
-    secret_access_key: str | None = field(default=None, repr=False)
-    bucket: str | None = None
-    region: str | None = None
-    key_prefix: str = "outputs"
-    presign_expiry_s: int = 7 * 24 * 3600
+    endpoint_url: str | None = Field(None, validation_alias="BUCKET_ENDPOINT_URL", description="non-AWS S3 endpoint")
+    access_key_id: SecretStr | None = Field(None, validation_alias="BUCKET_ACCESS_KEY_ID")
+    secret_access_key: SecretStr | None = Field(None, validation_alias="BUCKET_SECRET_ACCESS_KEY")
+    bucket: str | None = Field(None, validation_alias="BUCKET_NAME", description="default bucket")
+    region: str | None = Field(None, validation_alias="BUCKET_REGION")
+    key_prefix: str = Field("outputs", validation_alias="S3_KEY_PREFIX", description="prefix of every output key")
+    # SigV4 presigned URLs cannot outlive 7 days.
+    presign_expiry_s: int = Field(
+        7 * 24 * 3600, ge=1, le=7 * 24 * 3600, validation_alias="PRESIGNED_URL_EXPIRY_SECONDS"
+    )
 
-
-@dataclass(frozen=True)
-class Settings:
-    volume_root: Path = Path("/runpod-volume")
-    model_id: str | None = None  # None: the handler's default model
-    model_dir: Path | None = None  # explicit folder: skips volume resolution
-    device: str = "auto"
-    dtype: str = "auto"
-    residency: Residency | None = None  # None: the handler's default
-    # Request fields the operator fixes for every job (JSON object in LOCKED_PARAMETERS).
-    locked_parameters: dict[str, Any] = field(default_factory=dict)
-    output_dir: Path = Path("outputs")
-    inline_max_bytes: int = 4 * MIB
-    input_audio_max_bytes: int = 20 * MIB
-    allow_private_urls: bool = False
-    s3: S3Settings = field(default_factory=S3Settings)
-    mp3: Mp3Settings = field(default_factory=Mp3Settings)
-
+    @field_validator("key_prefix")
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        explicit_dir = _optional(env, "MODEL_DIR")
-        return cls(
-            volume_root=Path(env.get("VOLUME_ROOT", "").strip() or "/runpod-volume"),
-            model_id=_optional(env, "MODEL_ID"),
-            model_dir=Path(explicit_dir) if explicit_dir else None,
-            device=_choice(env, "DEVICE", "auto", ("auto", "cuda", "cpu")),
-            dtype=_choice(env, "MODEL_DTYPE", "auto", ("auto", "float32", "float16", "bfloat16")),
-            residency=_residency(env),
-            locked_parameters=_json_object(env, "LOCKED_PARAMETERS"),
-            output_dir=Path(env.get("OUTPUT_DIR", "").strip() or "outputs"),
-            # RunPod's /run payload limit is 10 MB; base64 adds a third, so 4 MiB of audio stays well under.
-            inline_max_bytes=_int(env, "INLINE_OUTPUT_MAX_BYTES", 4 * MIB, 0, 7 * MIB),
-            input_audio_max_bytes=_int(env, "INPUT_AUDIO_MAX_BYTES", 20 * MIB, 1024, 1024 * MIB),
-            allow_private_urls=_flag(env, "INPUT_AUDIO_ALLOW_PRIVATE_URLS"),
-            mp3=Mp3Settings(
-                bitrate_mode=_choice(env, "MP3_BITRATE_MODE", "constant", ("constant", "average", "variable")),
-                compression_level=_fraction(env, "MP3_COMPRESSION_LEVEL", 0.99),  # libsndfile refuses 1.0
-            ),
-            s3=S3Settings(
-                endpoint_url=_optional(env, "BUCKET_ENDPOINT_URL"),
-                access_key_id=_optional(env, "BUCKET_ACCESS_KEY_ID"),
-                secret_access_key=_optional(env, "BUCKET_SECRET_ACCESS_KEY"),
-                bucket=_optional(env, "BUCKET_NAME"),
-                region=_optional(env, "BUCKET_REGION"),
-                key_prefix=(env.get("S3_KEY_PREFIX", "").strip().strip("/") or "outputs"),
-                # SigV4 presigned URLs cannot outlive 7 days.
-                presign_expiry_s=_int(env, "PRESIGNED_URL_EXPIRY_SECONDS", 7 * 24 * 3600, 1, 7 * 24 * 3600),
-            ),
-        )
+    def _strip_slashes(cls, prefix: str) -> str:
+        return prefix.strip().strip("/") or "outputs"
+
+
+class Settings(EnvSettings):
+    """The variables every worker reads."""
+
+    volume_root: Path = Field(Path("/runpod-volume"), validation_alias="VOLUME_ROOT")
+    model_id: str | None = Field(None, validation_alias="MODEL_ID", description="None: the worker's default")
+    model_dir: Path | None = Field(None, validation_alias="MODEL_DIR", description="explicit folder, skips the lookup")
+    device: Annotated[Literal["auto", "cuda", "cpu"], BeforeValidator(_lower)] = Field(
+        "auto", validation_alias="DEVICE"
+    )
+    dtype: Annotated[Literal["auto", "float32", "float16", "bfloat16"], BeforeValidator(_lower)] = Field(
+        "auto", validation_alias="MODEL_DTYPE"
+    )
+    residency: Annotated[Residency | None, BeforeValidator(_lower)] = Field(
+        None, validation_alias="MODEL_RESIDENCY", description="None: the worker's default"
+    )
+    # Request fields the operator fixes for every job.
+    locked_parameters: Annotated[dict[str, Any], NoDecode, BeforeValidator(_json_object)] = Field(
+        default_factory=dict, validation_alias="LOCKED_PARAMETERS"
+    )
+    output_dir: Path = Field(Path("outputs"), validation_alias="OUTPUT_DIR")
+    # RunPod's /run payload limit is 10 MB; base64 adds a third, so 4 MiB of audio stays well under.
+    inline_max_bytes: int = Field(4 * MIB, ge=0, le=7 * MIB, validation_alias="INLINE_OUTPUT_MAX_BYTES")
+    input_audio_max_bytes: int = Field(20 * MIB, ge=1024, le=1024 * MIB, validation_alias="INPUT_AUDIO_MAX_BYTES")
+    allow_private_urls: bool = Field(False, validation_alias="INPUT_AUDIO_ALLOW_PRIVATE_URLS")
+    s3: S3Settings = Field(default_factory=S3Settings)
+    mp3: Mp3Settings = Field(default_factory=Mp3Settings)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    name = ".".join(str(part) for part in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    if not name:
+        return message  # a rule across variables: its message names them
+    shown = "" if _SECRET_NAME.search(name) else f" (got {error.get('input')!r})"
+    return f"environment variable {name}: {message}{shown}"
+
+
+SettingsT = TypeVar("SettingsT", bound=EnvSettings)
+
+
+def read_settings(settings_class: type[SettingsT]) -> SettingsT:
+    """Read a settings class from the environment; a bad value becomes one SettingsError naming each variable."""
+    try:
+        return settings_class()
+    except ValidationError as exc:
+        raise SettingsError("; ".join(_describe(error) for error in exc.errors())) from None
+    except SourceError as exc:  # a value the source could not decode at all
+        raise SettingsError(str(exc)) from None
+
+
+def variables(settings_class: type[EnvSettings]) -> list[str]:
+    """The environment variables a settings class reads (for documentation checks)."""
+    return [str(field.validation_alias) for field in settings_class.model_fields.values() if field.validation_alias]

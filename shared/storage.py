@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
 from shared.errors import InputError, StorageError
-from shared.settings import S3Settings
+from shared.formats import AUDIO_FORMATS
+from shared.settings import S3Settings, Settings
 
 _TRANSFER = TransferConfig(multipart_threshold=16 * 1024 * 1024, multipart_chunksize=16 * 1024 * 1024)
 _ACCESS_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden", "403"}
@@ -42,8 +44,8 @@ def _client(s3: S3Settings) -> Any:
     return boto3.session.Session().client(
         "s3",
         endpoint_url=s3.endpoint_url,
-        aws_access_key_id=s3.access_key_id,
-        aws_secret_access_key=s3.secret_access_key,
+        aws_access_key_id=s3.access_key_id.get_secret_value() if s3.access_key_id else None,
+        aws_secret_access_key=s3.secret_access_key.get_secret_value() if s3.secret_access_key else None,
         region_name=s3.region or "us-east-1",
         config=config,
     )
@@ -84,11 +86,17 @@ def open_s3_object(s3: S3Settings, bucket: str, key: str, field: str, max_bytes:
         raise InputError(_explain(exc, f"{field}: reading s3://{bucket}/{key}", s3)) from None
 
 
+class DestinationKind(StrEnum):
+    S3 = "s3"
+    LOCAL = "local"  # no bucket configured: OUTPUT_DIR
+    INLINE = "inline"  # base64 in the result
+
+
 @dataclass(frozen=True)
 class Destination:
     """Where a job's outputs go, decided before generation so a bad destination fails fast."""
 
-    kind: str  # "s3", "local" or "inline"
+    kind: DestinationKind
     bucket: str | None = None
     key: str | None = None  # exact key, one output
     prefix: str | None = None
@@ -98,20 +106,37 @@ def choose_destination(
     s3: S3Settings, bucket: str | None, key: str | None, prefix: str | None, inline: bool
 ) -> Destination:
     if inline:
-        return Destination("inline")
+        return Destination(DestinationKind.INLINE)
     bucket = bucket or s3.bucket
     if bucket:
-        return Destination("s3", bucket=bucket, key=key, prefix=prefix or s3.key_prefix)
+        return Destination(DestinationKind.S3, bucket=bucket, key=key, prefix=prefix or s3.key_prefix)
     if key or prefix:
         raise InputError("s3_key/s3_prefix: no bucket configured; set BUCKET_NAME or give s3_bucket")
-    return Destination("local")
+    return Destination(DestinationKind.LOCAL)
 
 
-def object_key(destination: Destination, model_name: str, job_id: str, index: int, extension: str) -> str:
+def object_key(destination: Destination, worker: str, job_id: str, index: int, extension: str) -> str:
     if destination.key:
         return destination.key
     prefix = f"{destination.prefix}/" if destination.prefix else ""
-    return f"{prefix}{model_name}/{job_id}-{index}.{extension}"
+    return f"{prefix}{worker}/{job_id}-{index}.{extension}"
+
+
+def store(
+    destination: Destination, outputs: list[bytes], audio_format: str, worker: str, job_id: str, settings: Settings
+) -> list[dict[str, str]]:
+    """Write every encoded output where `destination` says; one location per output, in order."""
+    if destination.kind is DestinationKind.INLINE:
+        return inline(outputs, settings.inline_max_bytes)
+    info = AUDIO_FORMATS[audio_format]
+    locations = []
+    for index, data in enumerate(outputs):
+        key = object_key(destination, worker, job_id, index, info.extension)
+        if destination.kind is DestinationKind.S3:
+            locations.append(upload(settings.s3, destination.bucket, key, data, info.content_type))
+        else:
+            locations.append(write_local(settings.output_dir, key, data))
+    return locations
 
 
 def upload(s3: S3Settings, bucket: str, key: str, data: bytes, content_type: str) -> dict[str, str]:

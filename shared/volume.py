@@ -5,28 +5,44 @@ A model is found, in this order:
 2. <VOLUME_ROOT>/<handler>/<org>/<name>: the layout our populator writes;
 3. <VOLUME_ROOT>/huggingface-cache/hub/models--<org>--<name>/snapshots/<revision>: RunPod's cached
    Hugging Face models (the revision refs/main names, else the only snapshot).
-Runtime never reaches a hub: `enforce_offline` sets the offline variables before transformers loads.
+Runtime never reaches a hub: importing `shared` sets the offline variables before any model library loads.
+
+Each worker declares what its folders hold in a `VolumeCatalog` (handlers/<model>/catalog.py), read by
+the worker, by scripts/populate_volume.py and by the test that keeps network_volume_layout.md complete.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from shared.errors import ModelFilesError
-from shared.settings import Settings
 
-OFFLINE_VARIABLES = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-
-
-def enforce_offline() -> None:
-    os.environ.update(OFFLINE_VARIABLES)
+RequiredFile = str | tuple[str, ...]  # a tuple: any one of these names will do
 
 
-def populate_command(handler: str, model_id: str, volume_root: Path) -> str:
-    return f"python scripts/populate_volume.py {handler} --model-id {model_id} --volume {volume_root}"
+@dataclass(frozen=True)
+class VolumeCatalog:
+    """One worker's part of the network volume."""
+
+    worker: str  # folder under the volume root, and the worker's name everywhere
+    default_model_id: str  # ORG/NAME read when MODEL_ID is unset
+    repositories: tuple[str, ...]  # hub repositories the populator fetches by default, the default model first
+    required_files: tuple[RequiredFile, ...]  # what a complete model folder holds
+    weight_folders: tuple[str, ...] = ("",)  # where safetensors weights live ("" = the folder itself)
+    companion_folders: tuple[str, ...] = ()  # other folders under <worker>/ the worker reads (e.g. voices)
+
+    def folders(self) -> list[str]:
+        """Every folder, relative to the volume root, that this worker reads by default."""
+        return [f"{self.worker}/{repo}" for repo in self.repositories] + [
+            f"{self.worker}/{folder}" for folder in self.companion_folders
+        ]
+
+
+def populate_command(worker: str, model_id: str, volume_root: Path) -> str:
+    return f"python scripts/populate_volume.py {worker} --model-id {model_id} --volume {volume_root}"
 
 
 def _hf_cache_snapshot(volume_root: Path, model_id: str) -> Path | None:
@@ -57,36 +73,34 @@ def _missing_weights(folder: Path, subfolder: str) -> list[str]:
     return [prefix + " or ".join(_WEIGHT_NAMES)]
 
 
-RequiredFile = str | tuple[str, ...]  # a tuple: any one of these names will do
-
-
 def _is_present(folder: Path, required: RequiredFile) -> bool:
     names = (required,) if isinstance(required, str) else required
     return any((folder / name).is_file() for name in names)
 
 
 def resolve_model_dir(
-    handler: str,
+    worker: str,
     model_id: str,
-    settings: Settings,
+    volume_root: Path,
     required_files: Iterable[RequiredFile],
     weight_folders: Iterable[str] = ("",),
+    explicit_dir: Path | None = None,
 ) -> Path:
     """The folder holding a complete checkpoint, or a ModelFilesError naming the path and the fix.
 
     `weight_folders`: where safetensors weights must be ("" = the folder itself; a diffusers pipeline
-    keeps one set per component subfolder).
+    keeps one set per component subfolder). `explicit_dir` (MODEL_DIR) skips the lookup.
     """
-    command = populate_command(handler, model_id, settings.volume_root)
-    if settings.model_dir is not None:
-        folder = settings.model_dir
+    command = populate_command(worker, model_id, volume_root)
+    if explicit_dir is not None:
+        folder = explicit_dir
     else:
-        folder = settings.volume_root / handler / model_id
+        folder = volume_root / worker / model_id
         if not folder.is_dir():
-            folder = _hf_cache_snapshot(settings.volume_root, model_id) or folder
+            folder = _hf_cache_snapshot(volume_root, model_id) or folder
     if not folder.is_dir():
         raise ModelFilesError(
-            f"model folder {folder} not found (MODEL_ID={model_id}, VOLUME_ROOT={settings.volume_root}); "
+            f"model folder {folder} not found (MODEL_ID={model_id}, VOLUME_ROOT={volume_root}); "
             f"populate it with: {command}"
         )
     missing = [

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-
 from handlers.ace_step.ace_step import AceStep
 from handlers.musicgen.musicgen import MusicGen
+
 from scripts.build_tiny_models import build
 from shared.pipeline import Worker
 from shared.settings import Residency, Settings, SettingsError

@@ -3,9 +3,11 @@
 import numpy as np
 import pytest
 
-from shared.audio import Audio, decode, encode
+from shared.audio import Audio, container_of, decode, encode
 from shared.errors import InputError
-from shared.schemas import AUDIO_FORMATS
+from shared.formats import AUDIO_FORMATS
+
+pytestmark = pytest.mark.unit
 
 
 def tone(seconds: float, rate: int, channels: int) -> Audio:
@@ -19,6 +21,7 @@ def tone(seconds: float, rate: int, channels: int) -> Audio:
 def test_every_format_decodes_back_to_the_same_duration(audio_format, rate, channels):
     source = tone(1.25, rate, channels)
     data, written_rate = encode(source, audio_format)
+    assert container_of(data) == AUDIO_FORMATS[audio_format].container  # the table says what is written
     back = decode(data, "output")
     assert back.sample_rate == written_rate
     assert back.channels == channels

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from shared.errors import InputError
-from shared.fetch import fetch_artifact, fetch_audio_bytes
-from shared.settings import S3Settings, Settings
-from tests.conftest import ACCESS_KEY, SECRET_KEY
+from shared.fetch import fetch_audio_bytes
+from shared.settings import Settings
+
+pytestmark = pytest.mark.unit
 
 PAYLOAD = b"RIFF" + bytes(4000)
 
@@ -66,9 +66,30 @@ def test_private_and_loopback_urls_are_refused(url):
         fetch_audio_bytes(url, "melody_audio", PRIVATE)
 
 
-def test_unresolvable_host_and_bad_scheme():
+def test_unresolvable_host():
     with pytest.raises(InputError, match="does not resolve"):
         fetch_audio_bytes("https://no-such-host.invalid/a.wav", "melody_audio", PRIVATE)
+
+
+class _RedirectToFile(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        self.send_response(302)
+        self.send_header("Location", "file:///etc/passwd")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_redirect_to_another_scheme_is_refused():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RedirectToFile)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(InputError, match="melody_audio: only http\\(s\\) URLs are fetched, got 'file'"):
+            fetch_audio_bytes(f"http://127.0.0.1:{server.server_address[1]}/a.wav", "melody_audio", ALLOWED)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_allowed_private_url_is_fetched_and_redirects_followed(http_server):
@@ -84,38 +105,8 @@ def test_redirect_is_checked_again(http_server):
 
 
 def test_size_cap_and_http_errors(http_server):
-    tiny_cap = replace(ALLOWED, input_audio_max_bytes=1000)
+    tiny_cap = ALLOWED.model_copy(update={"input_audio_max_bytes": 1000})
     with pytest.raises(InputError, match="remote file is 4004 bytes, over the 1000-byte cap"):
         fetch_audio_bytes(f"{http_server}/audio.wav", "melody_audio", tiny_cap)
     with pytest.raises(InputError, match="answered HTTP 404"):
         fetch_audio_bytes(f"{http_server}/missing.wav", "melody_audio", ALLOWED)
-
-
-@pytest.mark.integration
-def test_s3_input_is_read_with_a_cap(s3_server):
-    s3_server.client().put_object(Bucket=s3_server.bucket, Key="inputs/melody.wav", Body=PAYLOAD)
-    settings = Settings(
-        s3=S3Settings(endpoint_url=s3_server.endpoint, access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY)
-    )
-    uri = f"s3://{s3_server.bucket}/inputs/melody.wav"
-    assert fetch_audio_bytes(uri, "melody_audio", settings) == PAYLOAD
-    with pytest.raises(InputError, match="over the 100-byte cap"):
-        fetch_audio_bytes(uri, "melody_audio", replace(settings, input_audio_max_bytes=100))
-    with pytest.raises(InputError, match="melody_audio: reading s3://audio-results/inputs/none.wav"):
-        fetch_audio_bytes(f"s3://{s3_server.bucket}/inputs/none.wav", "melody_audio", settings)
-
-
-@pytest.mark.integration
-def test_operator_artifacts_come_from_files_and_s3(s3_server, tmp_path):
-    s3_server.client().put_object(Bucket=s3_server.bucket, Key="loras/a.safetensors", Body=PAYLOAD)
-    settings = Settings(
-        s3=S3Settings(endpoint_url=s3_server.endpoint, access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY)
-    )
-    assert fetch_artifact(f"s3://{s3_server.bucket}/loras/a.safetensors", "LORA", settings, 10_000) == PAYLOAD
-    local = tmp_path / "a.safetensors"
-    local.write_bytes(PAYLOAD)
-    assert fetch_artifact(f"file://{local}", "LORA", settings, 10_000) == PAYLOAD
-    with pytest.raises(InputError, match="LORA: .* is 4004 bytes, over the 100-byte cap"):
-        fetch_artifact(f"file://{local}", "LORA", settings, 100)
-    with pytest.raises(InputError, match="LORA: must be a file://, https:// or s3:// URI"):
-        fetch_artifact("ftp://host/a", "LORA", settings, 100)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from handlers.higgs_audio.higgs_audio import HiggsAudio, HiggsAudioRequest, build_prompt, split_transcript
+
 from shared.audio import Audio
 from shared.pipeline import Worker
 from shared.schemas import parse_request

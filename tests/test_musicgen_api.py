@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import requests
 import soundfile
-
 from tests.conftest import ACCESS_KEY, REPO, SECRET_KEY
 
 pytestmark = pytest.mark.integration

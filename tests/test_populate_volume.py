@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 from scripts.populate_volume import files_to_fetch, main, target_folder
+from shared import workers
+
+pytestmark = pytest.mark.unit
 
 # The file list of facebook/musicgen-small as published.
 MUSICGEN_SMALL = [
@@ -57,19 +60,11 @@ def test_malformed_model_ids_are_refused_before_any_download(bad, capsys):
     assert "model id must look like ORG/NAME" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(
-    "handler, repos",
-    [
-        ("musicgen", ("facebook/musicgen-small",)),
-        ("higgs_audio", ("bosonai/higgs-audio-v2-generation-3B-base", "bosonai/higgs-audio-v2-tokenizer")),
-        ("voxcpm", ("openbmb/VoxCPM2",)),
-        ("ace_step", ("ACE-Step/acestep-v15-base-diffusers",)),
-    ],
-)
-def test_each_handler_populates_its_default_repositories(monkeypatch, handler, repos):
+@pytest.mark.parametrize("worker", workers.worker_names())
+def test_each_worker_populates_its_catalog_repositories(monkeypatch, worker):
     calls = []
-    monkeypatch.setattr(
-        "scripts.populate_volume.populate", lambda *args: calls.append(args)
-    )  # the hub is out of reach here
-    assert main([handler, "--volume", "/runpod-volume"]) == 0
-    assert calls == [(handler, repos, Path("/runpod-volume"), None)]
+    monkeypatch.setattr("scripts.populate_volume.populate", lambda *args: calls.append(args))  # the hub is out of reach
+    assert main([worker, "--volume", "/runpod-volume"]) == 0
+    repositories = workers.catalog(worker).repositories
+    assert repositories[0] == workers.catalog(worker).default_model_id
+    assert calls == [(worker, repositories, Path("/runpod-volume"), None)]

@@ -4,9 +4,11 @@ import base64
 
 import pytest
 
-from handlers.musicgen.musicgen import MusicGenRequest
+from handlers.musicgen.schema import MusicGenRequest
 from shared.errors import InputError
-from shared.schemas import decode_base64_audio, parse_request
+from shared.schemas import AudioLabel, decode_base64_audio, parse_request
+
+pytestmark = pytest.mark.unit
 
 CAP = 1000
 
@@ -71,3 +73,9 @@ def test_base64_variants_decode():
     assert decode_base64_audio(standard) == data
     assert decode_base64_audio("data:audio/wav;base64," + standard) == data
     assert decode_base64_audio(base64.urlsafe_b64encode(data).decode().rstrip("=")) == data
+
+
+def test_input_audio_labels_are_typed():
+    request = parse_request(MusicGenRequest, {"prompt": "x", "melody_audio": "QUJDRA=="}, CAP)
+    assert request.input_audio() == {AudioLabel("melody_audio"): "QUJDRA=="}
+    assert str(AudioLabel("ref_audio", 1)) == "ref_audio.1" and str(AudioLabel("audio")) == "audio"

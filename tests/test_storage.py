@@ -8,8 +8,10 @@ import pytest
 import requests
 
 from shared import storage
-from shared.settings import S3Settings
-from tests.conftest import ACCESS_KEY, SECRET_KEY
+from shared.errors import InputError
+from shared.fetch import fetch_artifact, fetch_audio_bytes
+from shared.settings import S3Settings, Settings
+from tests.support import ACCESS_KEY, SECRET_KEY
 
 pytestmark = pytest.mark.integration
 
@@ -31,3 +33,34 @@ def test_presigned_url_expiry_is_the_configured_one(s3_server):
     )
     location = storage.upload(s3, s3_server.bucket, "small/take.wav", b"RIFF", "audio/wav")
     assert "X-Amz-Expires=90&" in location["url"] or location["url"].endswith("X-Amz-Expires=90")
+
+
+PAYLOAD = b"RIFF" + bytes(4000)
+
+
+def test_s3_input_is_read_with_a_cap(s3_server):
+    s3_server.client().put_object(Bucket=s3_server.bucket, Key="inputs/melody.wav", Body=PAYLOAD)
+    settings = Settings(
+        s3=S3Settings(endpoint_url=s3_server.endpoint, access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY)
+    )
+    uri = f"s3://{s3_server.bucket}/inputs/melody.wav"
+    assert fetch_audio_bytes(uri, "melody_audio", settings) == PAYLOAD
+    with pytest.raises(InputError, match="over the 100-byte cap"):
+        fetch_audio_bytes(uri, "melody_audio", settings.model_copy(update={"input_audio_max_bytes": 100}))
+    with pytest.raises(InputError, match="melody_audio: reading s3://audio-results/inputs/none.wav"):
+        fetch_audio_bytes(f"s3://{s3_server.bucket}/inputs/none.wav", "melody_audio", settings)
+
+
+def test_operator_artifacts_come_from_files_and_s3(s3_server, tmp_path):
+    s3_server.client().put_object(Bucket=s3_server.bucket, Key="loras/a.safetensors", Body=PAYLOAD)
+    settings = Settings(
+        s3=S3Settings(endpoint_url=s3_server.endpoint, access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY)
+    )
+    assert fetch_artifact(f"s3://{s3_server.bucket}/loras/a.safetensors", "LORA", settings, 10_000) == PAYLOAD
+    local = tmp_path / "a.safetensors"
+    local.write_bytes(PAYLOAD)
+    assert fetch_artifact(f"file://{local}", "LORA", settings, 10_000) == PAYLOAD
+    with pytest.raises(InputError, match="LORA: .* is 4004 bytes, over the 100-byte cap"):
+        fetch_artifact(f"file://{local}", "LORA", settings, 100)
+    with pytest.raises(InputError, match="LORA: must be a file://, https:// or s3:// URI"):
+        fetch_artifact("ftp://host/a", "LORA", settings, 100)

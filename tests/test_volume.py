@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from shared.errors import ModelFilesError
-from shared.settings import Settings
 from shared.volume import resolve_model_dir
+
+pytestmark = pytest.mark.unit
 
 REQUIRED = ("config.json", ("preprocessor_config.json", "processor_config.json"))
 
@@ -28,7 +29,7 @@ def make_checkpoint(folder: Path, sharded: bool = False) -> Path:
 
 def test_layout_path(tmp_path):
     folder = make_checkpoint(tmp_path / "musicgen" / "facebook" / "musicgen-small")
-    assert resolve_model_dir("musicgen", "facebook/musicgen-small", Settings(volume_root=tmp_path), REQUIRED) == folder
+    assert resolve_model_dir("musicgen", "facebook/musicgen-small", tmp_path, REQUIRED) == folder
 
 
 def test_runpod_hf_cache_snapshot_named_by_refs_main(tmp_path):
@@ -37,19 +38,18 @@ def test_runpod_hf_cache_snapshot_named_by_refs_main(tmp_path):
     current = make_checkpoint(repo / "snapshots" / "abc123", sharded=True)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("abc123\n")
-    assert resolve_model_dir("musicgen", "facebook/musicgen-small", Settings(volume_root=tmp_path), REQUIRED) == current
+    assert resolve_model_dir("musicgen", "facebook/musicgen-small", tmp_path, REQUIRED) == current
 
 
 def test_explicit_model_dir_wins(tmp_path):
     folder = make_checkpoint(tmp_path / "anywhere")
     make_checkpoint(tmp_path / "musicgen" / "org" / "name")
-    settings = Settings(volume_root=tmp_path, model_dir=folder)
-    assert resolve_model_dir("musicgen", "org/name", settings, REQUIRED) == folder
+    assert resolve_model_dir("musicgen", "org/name", tmp_path, REQUIRED, explicit_dir=folder) == folder
 
 
 def test_missing_folder_names_path_and_command(tmp_path):
     with pytest.raises(ModelFilesError) as caught:
-        resolve_model_dir("musicgen", "org/name", Settings(volume_root=tmp_path), REQUIRED)
+        resolve_model_dir("musicgen", "org/name", tmp_path, REQUIRED)
     assert str(caught.value) == (
         f"model folder {tmp_path}/musicgen/org/name not found (MODEL_ID=org/name, VOLUME_ROOT={tmp_path}); "
         f"populate it with: python scripts/populate_volume.py musicgen --model-id org/name --volume {tmp_path}"
@@ -65,4 +65,4 @@ def test_incomplete_folder_lists_what_is_missing(tmp_path):
         match=r"missing: preprocessor_config.json or processor_config.json, "
         r"model-00002-of-00002.safetensors; re-populate it with",
     ):
-        resolve_model_dir("musicgen", "org/name", Settings(volume_root=tmp_path), REQUIRED)
+        resolve_model_dir("musicgen", "org/name", tmp_path, REQUIRED)

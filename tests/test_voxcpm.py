@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from handlers.voxcpm.voxcpm_tts import VoxCPM
 from safetensors.torch import load_file, save_file
 
-from handlers.voxcpm.voxcpm_tts import VoxCPM
 from shared.pipeline import Worker
 from shared.settings import Settings
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import requests
 import soundfile
+from tests.conftest import stream_job
 
 from scripts.build_tiny_models import build_voxcpm_lora
-from tests.conftest import stream_job
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-
 from handlers.musicgen.musicgen import MusicGen
+
 from shared.audio import Audio
 from shared.model_cache import ModelCache
 from shared.pipeline import Worker, _ProgressReporter

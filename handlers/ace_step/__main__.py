@@ -1,3 +1,6 @@
-from handlers.ace_step.handler import main
+"""python -m handlers.ace_step [--rp_serve_api | --test_input '<json>']"""
 
-main()
+from handlers.ace_step.adapter import AceStep
+from shared.serving import serve
+
+serve(AceStep)

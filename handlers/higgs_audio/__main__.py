@@ -1,3 +1,6 @@
-from handlers.higgs_audio.handler import main
+"""python -m handlers.higgs_audio [--rp_serve_api | --test_input '<json>']"""
 
-main()
+from handlers.higgs_audio.adapter import HiggsAudio
+from shared.serving import serve
+
+serve(HiggsAudio)

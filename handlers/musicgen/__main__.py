@@ -1,3 +1,6 @@
-from handlers.musicgen.handler import main
+"""python -m handlers.musicgen [--rp_serve_api | --test_input '<json>']"""
 
-main()
+from handlers.musicgen.adapter import MusicGen
+from shared.serving import serve
+
+serve(MusicGen)

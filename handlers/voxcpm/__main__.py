@@ -1,3 +1,6 @@
-from handlers.voxcpm.handler import main
+"""python -m handlers.voxcpm [--rp_serve_api | --test_input '<json>']"""
 
-main()
+from handlers.voxcpm.adapter import VoxCPM
+from shared.serving import serve
+
+serve(VoxCPM)

@@ -7,12 +7,10 @@ prompted with the last MUSICGEN_CONTEXT_SECONDS of audio so far, and only its ne
 from __future__ import annotations
 
 import json
-import os
-from typing import Annotated, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
-from pydantic import BeforeValidator, Field, StringConstraints
 from transformers import (
     MusicgenForConditionalGeneration,
     MusicgenMelodyForConditionalGeneration,
@@ -20,60 +18,21 @@ from transformers import (
     MusicgenProcessor,
 )
 
-from shared.adapter import ModelAdapter, Prediction, Progress
+from handlers.musicgen.catalog import CATALOG
+from handlers.musicgen.config import MusicGenConfig
+from handlers.musicgen.schema import MusicGenRequest
+from shared.adapter import JobContext, ModelAdapter, Prediction
 from shared.audio import Audio
-from shared.errors import InputError, ModelFilesError
-from shared.schemas import AudioSource, JobRequest
+from shared.errors import InputError
+from shared.schemas import AudioLabel
 
-MAX_PROMPTS = 8
-Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-
-
-class MusicGenRequest(JobRequest):
-    prompt: Annotated[list[Prompt], BeforeValidator(lambda value: [value] if isinstance(value, str) else value)] = (
-        Field(
-            min_length=1,
-            max_length=MAX_PROMPTS,
-            description=f"Text description of the music, or a list of up to {MAX_PROMPTS}: one output each, one batch.",
-        )
-    )
-    duration: float = Field(8.0, ge=0.5, le=300.0, description="Length of each output in seconds.")
-    guidance_scale: float = Field(
-        3.0, ge=1.0, le=20.0, description="Classifier-free guidance: how closely to follow the prompt (1 = off)."
-    )
-    temperature: float = Field(1.0, gt=0.0, le=5.0, description="Sampling temperature.")
-    top_k: int = Field(250, ge=0, le=2048, description="Sample among the k most likely tokens (0 = no limit).")
-    top_p: float = Field(0.0, ge=0.0, le=1.0, description="Nucleus sampling mass (0 = off).")
-    melody_audio: AudioSource | None = Field(
-        None, description="Melody to follow (base64, https or s3:// URI); melody checkpoints only."
-    )
-
-    def output_count(self) -> int:
-        return len(self.prompt)
+MELODY = AudioLabel("melody_audio")
 
 
-def _seconds_from_env(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        raise ModelFilesError(f"environment variable {name} must be a number of seconds, got {raw!r}") from None
-    if value <= 0:
-        raise ModelFilesError(f"environment variable {name} must be positive, got {value}")
-    return value
-
-
-class MusicGen(ModelAdapter[MusicGenRequest]):
-    name = "musicgen"
-    default_model_id = "facebook/musicgen-small"
+class MusicGen(ModelAdapter[MusicGenRequest, MusicGenConfig]):
+    catalog = CATALOG
     request_model = MusicGenRequest
-    # Published repos ship preprocessor_config.json; transformers 5 saves processor_config.json.
-    required_files = (
-        "config.json",
-        ("preprocessor_config.json", "processor_config.json"),
-        "tokenizer.json",
-        "tokenizer_config.json",
-    )
+    config_model = MusicGenConfig
     gpu_dtype: ClassVar[torch.dtype] = torch.float16
 
     def setup(self) -> None:
@@ -90,17 +49,15 @@ class MusicGen(ModelAdapter[MusicGenRequest]):
         self.hop = self.sample_rate // self.frame_rate
         # The codebook delay pattern spends this many steps before the last codebook's first frame.
         self.delay_steps = self.model.decoder.config.num_codebooks // self.channels - 1
-        self.window_frames = round(_seconds_from_env("MUSICGEN_WINDOW_SECONDS", 30.0) * self.frame_rate)
-        self.context_frames = round(_seconds_from_env("MUSICGEN_CONTEXT_SECONDS", 10.0) * self.frame_rate)
-        if self.context_frames >= self.window_frames:
-            raise ModelFilesError("MUSICGEN_CONTEXT_SECONDS must be shorter than MUSICGEN_WINDOW_SECONDS")
+        self.window_frames = round(self.config.window_seconds * self.frame_rate)
+        self.context_frames = round(self.config.context_seconds * self.frame_rate)
 
     @property
     def input_sample_rate(self) -> int:
         return int(self.processor.feature_extractor.sampling_rate)
 
-    def predict(self, request: MusicGenRequest, audio_inputs: dict[str, Audio], progress: Progress) -> Prediction:
-        melody = audio_inputs.get("melody_audio")
+    def predict(self, request: MusicGenRequest, audio_inputs: dict[AudioLabel, Audio], job: JobContext) -> Prediction:
+        melody = audio_inputs.get(MELODY)
         if melody is not None and not self.is_melody:
             raise InputError(f"melody_audio: {self.model_id} is not a melody checkpoint; omit melody_audio")
         total_frames = max(1, round(request.duration * self.frame_rate))
@@ -116,7 +73,7 @@ class MusicGen(ModelAdapter[MusicGenRequest]):
             frames = min(budget, total_frames - done)
             pieces.append(self._generate_window(request, frames, context, melody))
             done += frames
-            progress("generating", done / total_frames)
+            job.progress("generating", done / total_frames)
         waveforms = np.concatenate(pieces, axis=-1)  # (batch, channels, samples)
         return Prediction([Audio(np.ascontiguousarray(waveform.T), self.sample_rate) for waveform in waveforms])
 

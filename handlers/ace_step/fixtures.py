@@ -1,0 +1,97 @@
+"""Tiny and bench-size ACE-Step 1.5 pipelines (random weights, real architecture, diffusers' layout) and the
+worker's contract case."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import Qwen3Config, Qwen3Model
+
+from shared.testing import ContractCase, TinyModel, byte_level_bpe_tokenizer
+
+# ACE-Step 1.5's audio side as published: AutoencoderOobleck, 48 kHz stereo, downsampling 2*4*4*6*10 =
+# 1920 (25 latent frames/s), 64-dim latents (the encoder's output is 2 x 64: mean and scale).
+_ACE_SIZES = {"tiny": (32, 2, 8), "bench": (512, 8, 64)}  # DiT/text hidden, layers, VAE decoder channels
+
+
+def build_ace_step(target: Path, size: str) -> None:
+    """The diffusers layout: model_index.json + vae/, text_encoder/, tokenizer/, transformer/,
+    condition_encoder/, scheduler/, saved by AceStepPipeline.save_pretrained."""
+    from diffusers import AceStepPipeline, AutoencoderOobleck, FlowMatchEulerDiscreteScheduler
+    from diffusers.models.transformers.ace_step_transformer import AceStepTransformer1DModel
+    from diffusers.pipelines.ace_step.modeling_ace_step import (
+        AceStepAudioTokenDetokenizer,
+        AceStepAudioTokenizer,
+        AceStepConditionEncoder,
+    )
+
+    hidden, layers, decoder_channels = _ACE_SIZES[size]
+    heads = hidden // 8
+    attention = {"num_attention_heads": heads, "num_key_value_heads": heads // 2, "head_dim": 8, "sliding_window": 16}
+    tokenizer = byte_level_bpe_tokenizer(
+        ("<|endoftext|>", "<|im_start|>", "<|im_end|>"), bos=None, eos="<|endoftext|>", pad="<|endoftext|>"
+    )
+    text_encoder = Qwen3Model(
+        Qwen3Config(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=heads // 2,
+            head_dim=8,
+            max_position_embeddings=4096,
+        )
+    )
+    vae = AutoencoderOobleck(
+        encoder_hidden_size=128,
+        downsampling_ratios=[2, 4, 4, 6, 10],
+        channel_multiples=[1, 1, 1, 1, 1],
+        decoder_channels=decoder_channels,
+        decoder_input_channels=64,
+        audio_channels=2,
+        sampling_rate=48000,
+    )
+    transformer = AceStepTransformer1DModel(
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        in_channels=192,  # noisy latents, source latents and mask, 64 each
+        audio_acoustic_hidden_dim=64,
+        patch_size=2,
+        **attention,
+    )
+    condition_encoder = AceStepConditionEncoder(
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        text_hidden_dim=hidden,
+        timbre_hidden_dim=64,
+        num_lyric_encoder_hidden_layers=1,
+        num_timbre_encoder_hidden_layers=1,
+        **attention,
+    )
+    # The 5 Hz semantic audio codes that cover (and audio_codes input) condition on.
+    codes = {"hidden_size": hidden, "intermediate_size": 2 * hidden, "audio_acoustic_hidden_dim": 64}
+    codes |= {"pool_window_size": 5, "num_attention_pooler_hidden_layers": 1, **attention}
+    pipeline = AceStepPipeline(
+        audio_tokenizer=AceStepAudioTokenizer(fsq_dim=hidden, **codes),
+        audio_token_detokenizer=AceStepAudioTokenDetokenizer(**codes),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        transformer=transformer,
+        condition_encoder=condition_encoder,
+        scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1, shift=1.0),
+    )
+    pipeline.save_pretrained(target)
+
+
+TINY_MODELS = (TinyModel("tiny-random/acestep-v15-base-diffusers", build_ace_step),)
+
+CONTRACT = ContractCase(
+    job_input={"caption": "lo-fi hip hop, rhodes", "audio_duration": 1.0, "steps": 2, "batch_size": 2},
+    output_count=2,
+    locked={"steps": 3},
+    bad_value=("bpm", 400, "bpm: Input should be less than or equal to 300"),
+    bad_variable=("ACE_STEP_TASKS", "text2music,dance", "ACE_STEP_TASKS.1: Input should be 'text2music'"),
+)

@@ -1,0 +1,14 @@
+"""Higgs Audio V2 on the network volume: the LM and its audio tokenizer side by side, and voice presets."""
+
+from shared.volume import VolumeCatalog
+
+TOKENIZER_NAME = "higgs-audio-v2-tokenizer"  # found beside the LM, under the LM's org
+TOKENIZER_FILES = ("config.json", "preprocessor_config.json")
+
+CATALOG = VolumeCatalog(
+    worker="higgs_audio",
+    default_model_id="bosonai/higgs-audio-v2-generation-3B-base",
+    repositories=("bosonai/higgs-audio-v2-generation-3B-base", f"bosonai/{TOKENIZER_NAME}"),
+    required_files=("config.json", "tokenizer.json", "tokenizer_config.json"),
+    companion_folders=("voices",),
+)

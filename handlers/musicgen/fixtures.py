@@ -1,0 +1,147 @@
+"""Tiny and bench-size MusicGen checkpoints (random weights, real architecture and layout) and its contract.
+
+Built with `save_pretrained` into <volume>/musicgen/<MODEL_ID>, exactly where the worker resolves
+MODEL_ID, so tests and the demo load them through the production code.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import torch
+from transformers import (
+    EncodecConfig,
+    EncodecFeatureExtractor,
+    MusicgenConfig,
+    MusicgenDecoderConfig,
+    MusicgenForConditionalGeneration,
+    MusicgenMelodyConfig,
+    MusicgenMelodyDecoderConfig,
+    MusicgenMelodyFeatureExtractor,
+    MusicgenMelodyForConditionalGeneration,
+    MusicgenMelodyProcessor,
+    MusicgenProcessor,
+    T5Config,
+    T5TokenizerFast,
+)
+
+from shared.testing import ContractCase, TinyModel
+
+# MusicGen's real audio side: EnCodec at 32 kHz, hop 640 (50 frames/s), 4 codebooks of 2048 entries
+# at 2.2 kbps. Only the widths and depths shrink.
+_ENCODEC_32K = {
+    "sampling_rate": 32000,
+    "upsampling_ratios": [8, 5, 4, 4],
+    "target_bandwidths": [2.2],
+    "codebook_size": 2048,
+}
+_SIZES = {
+    "tiny": {"text": (32, 2, 4), "decoder": (32, 2, 4), "encodec": (16, 4)},
+    "bench": {"text": (256, 4, 4), "decoder": (512, 12, 8), "encodec": (32, 16)},
+}
+
+
+def _t5_tokenizer() -> T5TokenizerFast:
+    """A real T5 (Unigram) tokenizer built from an in-memory vocabulary, no download."""
+    pieces = ["▁" + word for word in ("lo", "fi", "beat", "piano", "drum", "bass", "with", "and", "bpm")]
+    symbols = list(string.ascii_lowercase + string.digits + ",.-'!?") + ["▁"]
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(p, -1.0 - i * 0.01) for i, p in enumerate(pieces)]
+    vocab += [(s, -5.0 - i * 0.01) for i, s in enumerate(symbols)]
+    return T5TokenizerFast(vocab=vocab, extra_ids=0)
+
+
+def _musicgen_parts(size: str, tokenizer: T5TokenizerFast, decoder_class=MusicgenDecoderConfig) -> dict:
+    (t_dim, t_layers, t_heads), (d_dim, d_layers, d_heads), (e_hidden, e_filters) = _SIZES[size].values()
+    text = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=t_dim,
+        d_kv=t_dim // t_heads,
+        d_ff=2 * t_dim,
+        num_layers=t_layers,
+        num_heads=t_heads,
+    )
+    audio = EncodecConfig(
+        **_ENCODEC_32K,
+        audio_channels=1,
+        hidden_size=e_hidden,
+        num_filters=e_filters,
+        codebook_dim=e_hidden,
+        num_residual_layers=1,
+        num_lstm_layers=1,
+    )
+    decoder = decoder_class(
+        vocab_size=2048,
+        hidden_size=d_dim,
+        num_hidden_layers=d_layers,
+        num_attention_heads=d_heads,
+        ffn_dim=4 * d_dim,
+        num_codebooks=4,
+        audio_channels=1,
+        max_position_embeddings=2048,
+        pad_token_id=2048,
+        bos_token_id=2048,
+        decoder_start_token_id=2048,
+    )
+    return {"text_encoder": text, "audio_encoder": audio, "decoder": decoder}
+
+
+def _randomize_codebooks(encodec: torch.nn.Module) -> None:
+    """EnCodec initialises its codebooks to zeros (a real checkpoint holds trained ones): without this,
+    every code would decode to the same waveform and no test could tell one output from another."""
+    for layer in encodec.quantizer.layers:
+        layer.codebook.embed.normal_()
+        layer.codebook.embed_avg.copy_(layer.codebook.embed)
+
+
+def _published_generation_config(model) -> None:
+    """The published generation_config.json: sampling on, guidance 3, pad/start = codebook size."""
+    model.generation_config.update(
+        do_sample=True,
+        guidance_scale=3.0,
+        max_length=1500,
+        top_k=250,
+        pad_token_id=2048,
+        decoder_start_token_id=2048,
+        bos_token_id=2048,
+    )
+
+
+def build_musicgen(target: Path, size: str) -> None:
+    tokenizer = _t5_tokenizer()
+    model = MusicgenForConditionalGeneration(MusicgenConfig(**_musicgen_parts(size, tokenizer)))
+    _randomize_codebooks(model.audio_encoder)
+    _published_generation_config(model)
+    processor = MusicgenProcessor(
+        feature_extractor=EncodecFeatureExtractor(feature_size=1, sampling_rate=32000, padding_value=0.0),
+        tokenizer=tokenizer,
+    )
+    model.save_pretrained(target)
+    processor.save_pretrained(target)
+
+
+def build_musicgen_melody(target: Path, size: str) -> None:
+    """musicgen-melody: the decoder is also conditioned on a 12-bin chromagram of the melody audio
+    (the published feature extractor settings: n_fft 16384, hop 4096, 30 s chunks)."""
+    tokenizer = _t5_tokenizer()
+    config = MusicgenMelodyConfig(**_musicgen_parts(size, tokenizer, MusicgenMelodyDecoderConfig), num_chroma=12)
+    model = MusicgenMelodyForConditionalGeneration(config)
+    _randomize_codebooks(model.audio_encoder)
+    _published_generation_config(model)
+    processor = MusicgenMelodyProcessor(feature_extractor=MusicgenMelodyFeatureExtractor(), tokenizer=tokenizer)
+    model.save_pretrained(target)
+    processor.save_pretrained(target)
+
+
+TINY_MODELS = (
+    TinyModel("tiny-random/musicgen", build_musicgen),
+    TinyModel("tiny-random/musicgen-melody", build_musicgen_melody),
+)
+
+CONTRACT = ContractCase(
+    job_input={"prompt": ["warm piano", "busy drums"], "duration": 0.5},
+    output_count=2,
+    locked={"duration": 0.6},
+    bad_value=("duration", 900, "duration: Input should be less than or equal to 300"),
+    bad_variable=("MUSICGEN_WINDOW_SECONDS", "-1", "MUSICGEN_WINDOW_SECONDS: Input should be greater than 0"),
+)

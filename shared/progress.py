@@ -1,0 +1,70 @@
+"""What a running job tells the outside while it runs: progress updates, and (streaming workers) audio."""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+import runpod
+from loguru import logger
+
+from shared import audio as audio_codec
+from shared.audio import Audio
+from shared.settings import Mp3Settings
+
+_PROGRESS_INTERVAL_S = 2.0
+# Raw audio bytes per streamed item: 512 KiB is ~700 KB as base64, well under RunPod's 1 MB per chunk.
+STREAM_CHUNK_BYTES = 512 * 1024
+StreamFormat = Literal["pcm_s16le", "mp3"]
+
+
+class Progress:
+    """Stage and fraction done: to RunPod (throttled, when running there) and to the log everywhere."""
+
+    def __init__(self, job: dict[str, Any]) -> None:
+        self._job = job
+        self._on_runpod = bool(os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"))
+        self._last_sent = 0.0
+
+    def __call__(self, stage: str, fraction: float | None = None) -> None:
+        update = {"stage": stage} if fraction is None else {"stage": stage, "progress": round(fraction, 3)}
+        logger.info("progress: {}", update)
+        now = time.monotonic()
+        if self._on_runpod and now - self._last_sent >= _PROGRESS_INTERVAL_S:
+            self._last_sent = now
+            runpod.serverless.progress_update(self._job, update)
+
+
+class AudioStream:
+    """Audio of a job as it is produced, as items of a generator handler's stream.
+
+    Raw PCM (`pcm_s16le`, exact) or self-contained MP3 pieces, each well under RunPod's 1 MB per item.
+    """
+
+    def __init__(self, emit: Callable[[dict[str, Any]], None], mp3: Mp3Settings) -> None:
+        self._emit = emit
+        self._mp3 = mp3
+        self._chunks = 0
+
+    def write(self, audio: Audio, stream_format: StreamFormat) -> None:
+        step = max(1, STREAM_CHUNK_BYTES // (2 * audio.channels))  # frames per item at 16-bit PCM
+        for start in range(0, audio.frames, step):
+            piece = Audio(audio.samples[start : start + step], audio.sample_rate)
+            if stream_format == "pcm_s16le":
+                data, rate = audio_codec.pcm_s16le(piece), piece.sample_rate
+            else:
+                data, rate = audio_codec.encode(piece, "mp3", self._mp3)
+            self._emit(
+                {
+                    "chunk": self._chunks,
+                    "format": stream_format,
+                    "sample_rate": rate,
+                    "channels": piece.channels,
+                    "frames": piece.frames,
+                    "audio_base64": base64.b64encode(data).decode(),
+                }
+            )
+            self._chunks += 1

@@ -1,0 +1,120 @@
+"""How a worker meets RunPod: start-up (with its failure kept), the async bridge, the one-shot test run.
+
+Every worker's entry point is `python -m handlers.<model>`, which calls `serve` with its adapter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import runpod
+from loguru import logger
+
+from shared.adapter import ModelAdapter
+from shared.errors import WorkerError
+from shared.logs import configure_logging, redact
+from shared.pipeline import Emit, Worker
+
+
+class JobRunner(Protocol):
+    def run(self, job: dict[str, Any], emit: Emit | None = None) -> dict[str, Any]: ...
+
+
+class StartupFailure:
+    """A worker whose start-up failed: every job gets the same error, so the caller sees why.
+
+    A process that exits instead is restarted by RunPod again and again, and shows the user nothing.
+    """
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+    def run(self, job: dict[str, Any], emit: Emit | None = None) -> dict[str, Any]:
+        with logger.contextualize(job_id=str(job.get("id") or "local")):
+            logger.error("refused: the worker did not start: {}", self.error)
+        return {"error": self.error}
+
+
+def start_worker(adapter_class: type[ModelAdapter]) -> Worker | StartupFailure:
+    """A started worker, or the reason it could not start (bad variable, model folder, artifact, load)."""
+    try:
+        worker = Worker(adapter_class)
+        worker.start()
+        return worker
+    except WorkerError as exc:
+        message = str(exc)
+    except Exception as exc:  # a load that fails in the library: kept the same way
+        message = f"start-up failed ({type(exc).__name__}): {redact(str(exc))[:500]}"
+    logger.error("start-up failed; every job will answer: {}", message)
+    return StartupFailure(message)
+
+
+def job_handler(runner: JobRunner) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
+    async def handler(job: dict[str, Any]) -> dict[str, Any]:
+        # Generation blocks; a thread keeps the SDK's event loop (heartbeats, the local API) responsive.
+        return await asyncio.to_thread(runner.run, job)
+
+    return handler
+
+
+def streaming_job_handler(runner: JobRunner) -> Callable[[dict[str, Any]], AsyncIterator[dict[str, Any]]]:
+    async def handler(job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Generator handler: yields audio items as the adapter produces them, then the result."""
+        loop = asyncio.get_running_loop()
+        items: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        def emit(item: dict[str, Any]) -> None:  # called from the generation thread
+            loop.call_soon_threadsafe(items.put_nowait, item)
+
+        finished = asyncio.ensure_future(asyncio.to_thread(runner.run, job, emit))
+        # Runs after every item the thread emitted is queued: None marks the end of the stream.
+        finished.add_done_callback(lambda _: items.put_nowait(None))
+        while (item := await items.get()) is not None:
+            yield item
+        yield finished.result()
+
+    return handler
+
+
+def _run_once(runner: JobRunner, streams: bool, test_input: Path) -> int:
+    """One job from --test_input '<json>', ./test_input.json or the worker's own, printed as JSON.
+
+    The SDK's own one-shot mode cannot run generator handlers; this one runs every worker alike.
+    """
+    if "--test_input" in sys.argv:
+        raw = sys.argv[sys.argv.index("--test_input") + 1]
+    else:
+        raw = (Path("test_input.json") if Path("test_input.json").is_file() else test_input).read_text()
+    job = {"id": "local_test", **json.loads(raw)}
+    streamed: list[dict[str, Any]] = []
+    result = runner.run(job, streamed.append if streams else None)
+    if streamed:
+        logger.info("streamed {} chunk(s)", len(streamed))
+    print(json.dumps(result, indent=2))
+    return 1 if "error" in result else 0
+
+
+def serve(adapter_class: type[ModelAdapter]) -> None:
+    """RunPod's serverless loop, the local API server, or one test job.
+
+    On RunPod (RUNPOD_WEBHOOK_GET_JOB set) or with --rp_serve_api, the SDK serves jobs. Otherwise the
+    worker runs one job (see `_run_once`) and exits 0, or 1 if the job failed.
+    """
+    configure_logging()
+    runner = start_worker(adapter_class)
+    if not os.environ.get("RUNPOD_WEBHOOK_GET_JOB") and "--rp_serve_api" not in sys.argv:
+        test_input = Path(inspect.getfile(adapter_class)).with_name("test_input.json")
+        sys.exit(_run_once(runner, adapter_class.streams, test_input))
+    if adapter_class.streams:
+        # Every yielded item also lands in the /run and /runsync output (a list), so non-streaming
+        # requests get a one-item list holding the usual result.
+        runpod.serverless.start({"handler": streaming_job_handler(runner), "return_aggregate_stream": True})
+    else:
+        runpod.serverless.start({"handler": job_handler(runner)})

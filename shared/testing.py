@@ -1,0 +1,61 @@
+"""What a worker folder declares for tests and benchmarks: its tiny models, its contract, its baseline.
+
+Each handlers/<model>/fixtures.py holds `TINY_MODELS` (random-weight models of the real architecture,
+saved in the real layout) and `CONTRACT` (what the shared contract suite runs); baseline.py holds
+`BASELINE` (the bare library calls the benchmark compares the worker with).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SIZES = ("tiny", "bench")  # bench: large enough for generation to take seconds
+
+
+@dataclass(frozen=True)
+class TinyModel:
+    model_id: str  # the MODEL_ID a worker is started with (tiny-random/...)
+    build: Callable[[Path, str], None]  # (target folder, size) -> writes the checkpoint there
+
+    def model_id_for(self, size: str) -> str:
+        return self.model_id.replace("tiny-random", f"{size}-random")
+
+
+@dataclass(frozen=True)
+class ContractCase:
+    """What the contract suite every worker runs needs to know about this one."""
+
+    job_input: dict[str, Any]  # a quick job that makes audio (the suite adds seed and format)
+    output_count: int  # outputs that job makes
+    locked: dict[str, Any]  # LOCKED_PARAMETERS to try: the result must report these values
+    bad_value: tuple[str, Any, str]  # a field, a value it refuses, and a fragment of the error
+    bad_variable: tuple[str, str, str]  # one of the model's own variables, a bad value, a fragment of the error
+    extra_env: dict[str, str] = field(default_factory=dict)  # variables the worker needs for these jobs
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The bare library calls the worker's job is measured against (scripts/benchmark.py)."""
+
+    job_input: dict[str, Any]  # the same work, as a request to the worker
+    load: Callable[[Path], Any]  # model folder -> (the main torch module, whatever `run` needs)
+    run: Callable[[Any, int], Any]  # (loaded, seed) -> waveform whose last axis is samples
+
+
+def byte_level_bpe_tokenizer(special_tokens: tuple[str, ...], bos: str | None, eos: str, pad: str) -> Any:
+    """A byte-level BPE tokenizer (Llama-3's and Qwen's kind) over the 256 byte symbols, built offline."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {symbol: index for index, symbol in enumerate(sorted(alphabet))}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend)
+    tokenizer.add_special_tokens({"additional_special_tokens": list(special_tokens)})
+    tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token = bos, eos, pad
+    return tokenizer
