@@ -6,6 +6,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 VOLUME := .volume
 WORKERS := $(sort $(patsubst handlers/%/__init__.py,%,$(wildcard handlers/*/__init__.py)))
+# The worker `make demo` and `make serve` run (the project's main job); demo-<worker> runs any other.
+DEFAULT_WORKER := musicgen
 # This machine family keeps a CPU build of torch on local disk; pip prefers it when the folder exists.
 export PIP_FIND_LINKS := $(if $(wildcard /opt/wheels),/opt/wheels,$(PIP_FIND_LINKS))
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -42,12 +44,12 @@ $(VOLUME)/.built-%: $(VENV)/.installed handlers/%/fixtures.py
 
 tiny-models: $(addprefix $(VOLUME)/.built-,$(WORKERS)) ## build every worker's tiny random-weight models into ./.volume
 
-demo: demo-musicgen ## run the MusicGen worker once on its test_input.json; audio lands in ./outputs
+demo: demo-$(DEFAULT_WORKER) ## run the default worker (MusicGen) once on its test_input.json; audio lands in ./outputs
 
 demo-%: $(VOLUME)/.built-% ## demo-<worker>: run that worker once on its test_input.json
 	$(PY) scripts/run_tiny.py $* --volume $(VOLUME)
 
-serve: serve-musicgen ## serve the MusicGen worker's local API on http://localhost:8000
+serve: serve-$(DEFAULT_WORKER) ## serve the default worker's local API on http://localhost:8000
 
 serve-%: $(VOLUME)/.built-% ## serve-<worker>: that worker's local API on http://localhost:8000
 	$(PY) scripts/run_tiny.py $* --volume $(VOLUME) --rp_serve_api --rp_api_port 8000

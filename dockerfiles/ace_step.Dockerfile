@@ -18,11 +18,13 @@ ENV PYTHONUNBUFFERED=1 \
     OUTPUT_DIR=/tmp/outputs
 
 WORKDIR /app
-COPY handlers/ace_step/requirements.txt /tmp/requirements.txt
+# The shared runtime pins, this worker's requirements, and one set of constraints (as `make venv`).
+COPY shared/requirements.txt shared/constraints.txt /tmp/shared/
+COPY handlers/ace_step/requirements.txt /tmp/worker/
 # triton only serves torch.compile, which this worker does not use: ~0.9 GB saved.
-RUN pip install --no-compile -r /tmp/requirements.txt \
+RUN pip install --no-compile -c /tmp/shared/constraints.txt -r /tmp/shared/requirements.txt -r /tmp/worker/requirements.txt \
     && pip uninstall -y triton \
-    && rm /tmp/requirements.txt
+    && rm -r /tmp/shared /tmp/worker
 
 COPY shared/ shared/
 COPY handlers/__init__.py handlers/

@@ -18,15 +18,17 @@ ENV PYTHONUNBUFFERED=1 \
     OUTPUT_DIR=/tmp/outputs
 
 WORKDIR /app
-COPY handlers/higgs_audio/requirements.txt /tmp/requirements.txt
+# The shared runtime pins, this worker's requirements, and one set of constraints (as `make venv`).
+COPY shared/requirements.txt shared/constraints.txt /tmp/shared/
+COPY handlers/higgs_audio/requirements.txt /tmp/worker/
 # triton (~0.9 GB) only serves torch.compile: removed by default to keep the image under 5 GB.
 # Build with --build-arg WITH_TRITON=1 to have HIGGS_AUDIO_STATIC_CACHE=1 also compile decoding.
 # torchaudio's compiled extension targets an older torch; only its pure-Python parts are used.
 ARG WITH_TRITON=0
-RUN pip install --no-compile -r /tmp/requirements.txt \
+RUN pip install --no-compile -c /tmp/shared/constraints.txt -r /tmp/shared/requirements.txt -r /tmp/worker/requirements.txt \
     && if [ "$WITH_TRITON" != 1 ]; then pip uninstall -y triton; fi \
     && rm -f "$(python -c 'import importlib.util as u, pathlib as p; print(p.Path(u.find_spec("torchaudio").origin).parent)')"/lib/*.so \
-    && rm /tmp/requirements.txt
+    && rm -r /tmp/shared /tmp/worker
 
 COPY shared/ shared/
 COPY handlers/__init__.py handlers/

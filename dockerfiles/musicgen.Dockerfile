@@ -18,13 +18,15 @@ ENV PYTHONUNBUFFERED=1 \
     OUTPUT_DIR=/tmp/outputs
 
 WORKDIR /app
-COPY handlers/musicgen/requirements.txt /tmp/requirements.txt
+# The shared runtime pins, this worker's requirements, and one set of constraints (as `make venv`).
+COPY shared/requirements.txt shared/constraints.txt /tmp/shared/
+COPY handlers/musicgen/requirements.txt /tmp/worker/
 # triton only serves torch.compile, which this worker does not use: ~0.9 GB saved. torchaudio's
 # compiled extension targets an older torch; only its pure-Python parts are used.
-RUN pip install --no-compile -r /tmp/requirements.txt \
+RUN pip install --no-compile -c /tmp/shared/constraints.txt -r /tmp/shared/requirements.txt -r /tmp/worker/requirements.txt \
     && pip uninstall -y triton \
     && rm -f "$(python -c 'import importlib.util as u, pathlib as p; print(p.Path(u.find_spec("torchaudio").origin).parent)')"/lib/*.so \
-    && rm /tmp/requirements.txt
+    && rm -r /tmp/shared /tmp/worker
 
 COPY shared/ shared/
 COPY handlers/__init__.py handlers/

@@ -18,17 +18,20 @@ ENV PYTHONUNBUFFERED=1 \
     OUTPUT_DIR=/tmp/outputs
 
 WORKDIR /app
-COPY handlers/voxcpm/requirements.txt handlers/voxcpm/requirements-nodeps.txt /tmp/
+# The shared runtime pins, this worker's requirements, and one set of constraints (as `make venv`).
+COPY shared/requirements.txt shared/constraints.txt /tmp/shared/
+COPY handlers/voxcpm/requirements.txt /tmp/worker/
+COPY handlers/voxcpm/requirements-nodeps.txt /tmp/worker/
 # voxcpm goes in without its declared dependency tree (gradio, funasr, modelscope, ...): requirements.txt
 # holds what it imports. triton (~0.9 GB) only serves torch.compile: removed by default to keep the image
 # under 5 GB; build with --build-arg WITH_TRITON=1 for VOXCPM_COMPILE=1. torchaudio's compiled extension
 # targets an older torch; only its pure-Python parts are used.
 ARG WITH_TRITON=0
-RUN pip install --no-compile -r /tmp/requirements.txt \
-    && pip install --no-compile --no-deps -r /tmp/requirements-nodeps.txt \
+RUN pip install --no-compile -c /tmp/shared/constraints.txt -r /tmp/shared/requirements.txt -r /tmp/worker/requirements.txt \
+    && pip install --no-compile --no-deps -c /tmp/shared/constraints.txt -r /tmp/worker/requirements-nodeps.txt \
     && if [ "$WITH_TRITON" != 1 ]; then pip uninstall -y triton; fi \
     && rm -f "$(python -c 'import importlib.util as u, pathlib as p; print(p.Path(u.find_spec("torchaudio").origin).parent)')"/lib/*.so \
-    && rm /tmp/requirements*.txt
+    && rm -r /tmp/shared /tmp/worker
 
 COPY shared/ shared/
 COPY handlers/__init__.py handlers/

@@ -1,8 +1,9 @@
 """Worker overhead, measured side by side in one run on the same model and inputs.
 
-    python scripts/benchmark.py musicgen [--repeats 3] [--volume .volume-bench]
-    python scripts/benchmark.py voxcpm      # also: time to the first streamed chunk vs the whole job
-    python scripts/benchmark.py ace_step    # also: memory before load / after load / after unload
+    python scripts/benchmark.py <worker> [--repeats 3] [--volume .volume-bench]
+
+A streaming worker also gets the time to its first streamed chunk against the whole job; a worker that
+unloads after each job gets its memory before load / after load / after unload.
 
 Builds the worker's bench-size random-weight model (handlers/<worker>/fixtures.py: the real
 architecture, wider and deeper than the test model) and prints two ratios against the worker's

@@ -1,8 +1,8 @@
 """Build random-weight checkpoints of the real architectures, in the real on-disk layout, offline.
 
     python scripts/build_tiny_models.py --volume .volume                 # every worker's tiny models
-    python scripts/build_tiny_models.py --volume .volume musicgen        # one worker's
-    python scripts/build_tiny_models.py --volume .volume-bench --size bench ace_step
+    python scripts/build_tiny_models.py --volume .volume <worker>        # one worker's
+    python scripts/build_tiny_models.py --volume .volume-bench --size bench <worker>
 
 Each worker declares its models in handlers/<worker>/fixtures.py (TINY_MODELS); each is written to
 <volume>/<worker>/<MODEL_ID>, exactly where the worker resolves MODEL_ID, so tests and the demo load

@@ -1,11 +1,13 @@
 """Estimate a handler image's size without a Docker engine.
 
-    python scripts/measure_image_size.py musicgen [--work /tmp/image-size]
+    python scripts/measure_image_size.py <worker> [--work /tmp/image-size]
 
-Downloads the Linux x86_64 / CPython 3.11 wheels of handlers/<handler>/requirements.txt from PyPI
-(torch's PyPI wheel is the CUDA build), installs them into a folder the way the Dockerfile does
-(no bytecode, triton removed), and prints the installed size and its gzip-compressed size (what a
-registry stores and a RunPod host downloads), plus the slim Python base, to compare with the 5 GB cap.
+Downloads the Linux x86_64 / CPython 3.11 wheels the worker's Dockerfile installs from PyPI
+(shared/requirements.txt, handlers/<worker>/requirements.txt and requirements-nodeps.txt when present,
+with shared/constraints.txt; torch's PyPI wheel is the CUDA build), installs them into a folder the
+way the Dockerfile does (no bytecode; triton removed unless --with-triton, as the default build does),
+and prints the installed size and its gzip-compressed size (what a registry stores and a RunPod host
+downloads), plus the slim Python base, to compare with the 5 GB cap.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ import tarfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from shared import workers  # noqa: E402
+
 # python:3.11-slim-bookworm, linux/amd64, as published (uncompressed, compressed).
 BASE_IMAGE_MB = (130, 45)
 # Debian bookworm's glibc is 2.36: every manylinux tag up to it installs there.
@@ -30,7 +36,8 @@ _PLATFORMS = (
     "manylinux1_x86_64",
 )
 PLATFORM_ARGS = [*(f"--platform={tag}" for tag in _PLATFORMS), "--python-version=3.11", "--only-binary=:all:"]
-REMOVED_AS_IN_DOCKERFILE = ("triton*", "torchaudio/lib/*.so")
+TRITON = ("triton*",)
+TORCHAUDIO_EXTENSION = ("torchaudio/lib/*.so",)
 
 
 def _pip(*args: str) -> None:
@@ -69,26 +76,33 @@ def _gzip_bytes(folder: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("handler")
+    parser.add_argument("worker", choices=workers.worker_names())
     parser.add_argument("--work", type=Path, default=Path("/tmp/image-size"))
+    parser.add_argument("--with-triton", action="store_true", help="as --build-arg WITH_TRITON=1 where offered")
     args = parser.parse_args(argv)
-    requirements = REPO / "handlers" / args.handler / "requirements.txt"
-    wheels, target = args.work / "wheels", args.work / args.handler
-    _pip("download", "-q", "-r", str(requirements), "-d", str(wheels), *PLATFORM_ARGS)
+    folder = workers.HANDLERS / args.worker
+    constraints = ["-c", str(REPO / "shared" / "constraints.txt")]
+    sets = [["-r", str(REPO / "shared" / "requirements.txt"), "-r", str(folder / "requirements.txt")]]
+    if (folder / "requirements-nodeps.txt").is_file():
+        sets.append(["--no-deps", "-r", str(folder / "requirements-nodeps.txt")])
+    wheels, target = args.work / "wheels", args.work / args.worker
     shutil.rmtree(target, ignore_errors=True)
-    _pip(
-        "install", "-q", "--no-compile", "--no-index", "--find-links", str(wheels),
-        "--target", str(target), "-r", str(requirements), *PLATFORM_ARGS,
-    )  # fmt: skip
-    for pattern in REMOVED_AS_IN_DOCKERFILE:
+    for requirement_args in sets:
+        _pip("download", "-q", *constraints, *requirement_args, "-d", str(wheels), *PLATFORM_ARGS)
+        _pip(
+            "install", "-q", "--no-compile", "--no-index", "--find-links", str(wheels),
+            "--target", str(target), *constraints, *requirement_args, *PLATFORM_ARGS,
+        )  # fmt: skip
+    removed = TORCHAUDIO_EXTENSION + (() if args.with_triton else TRITON)
+    for pattern in removed:
         for path in target.glob(pattern):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     installed_mb = _tree_bytes(target) / 1e6
-    print(f"{args.handler}: installed packages {installed_mb:,.0f} MB; compressing...", flush=True)
+    print(f"{args.worker}: installed packages {installed_mb:,.0f} MB; compressing...", flush=True)
     compressed_mb = _gzip_bytes(target) / 1e6
     total, total_compressed = installed_mb + BASE_IMAGE_MB[0], compressed_mb + BASE_IMAGE_MB[1]
-    print(f"{args.handler}: packages {installed_mb:,.0f} MB ({compressed_mb:,.0f} MB gzip)")
-    print(f"{args.handler}: image ~{total:,.0f} MB uncompressed, ~{total_compressed:,.0f} MB compressed")
+    print(f"{args.worker}: packages {installed_mb:,.0f} MB ({compressed_mb:,.0f} MB gzip)")
+    print(f"{args.worker}: image ~{total:,.0f} MB uncompressed, ~{total_compressed:,.0f} MB compressed")
     return 0
 
 

@@ -1,7 +1,7 @@
 """Download real checkpoints into the network-volume layout (see network_volume_layout.md).
 
-    python scripts/populate_volume.py musicgen --volume /runpod-volume
-    python scripts/populate_volume.py musicgen --model-id facebook/musicgen-melody --volume /runpod-volume
+    python scripts/populate_volume.py <worker> --volume /runpod-volume              # its default repositories
+    python scripts/populate_volume.py <worker> --model-id ORG/NAME --volume /runpod-volume
 
 A worker's default repositories come from its catalog (handlers/<worker>/catalog.py). Each repository
 lands in <volume>/<worker>/<org>/<name>, the folder the worker reads. Only the files

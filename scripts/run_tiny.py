@@ -1,7 +1,7 @@
 """Run a worker on its tiny model from a local volume: once on its test_input.json, or serving.
 
-    python scripts/run_tiny.py musicgen --volume .volume                    # one job, audio in ./outputs
-    python scripts/run_tiny.py musicgen --volume .volume --rp_serve_api     # local API server
+    python scripts/run_tiny.py <worker> --volume .volume                    # one job, audio in ./outputs
+    python scripts/run_tiny.py <worker> --volume .volume --rp_serve_api     # local API server
 
 Sets VOLUME_ROOT, MODEL_ID (the worker's first tiny model) and OUTPUT_DIR unless they are set, then
 runs the worker's entry point, `python -m handlers.<worker>`, with the remaining arguments.

@@ -80,8 +80,13 @@ def encode(audio: Audio, audio_format: str, mp3: Mp3Settings | None = None) -> t
 
 
 def pcm_s16le(audio: Audio) -> bytes:
-    """Raw little-endian 16-bit PCM, channels interleaved: the lossless, header-free stream format."""
-    return (np.clip(audio.samples, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+    """Raw little-endian 16-bit PCM, channels interleaved: the lossless, header-free stream format.
+
+    Quantized as libsndfile writes a WAV's PCM_16 (scale by 32768, round down), so a streamed job's
+    samples equal its uploaded WAV's exactly.
+    """
+    scaled = np.floor(np.clip(audio.samples, -1.0, 1.0).astype(np.float64) * 32768.0)
+    return np.clip(scaled, -32768, 32767).astype("<i2").tobytes()
 
 
 def container_of(data: bytes) -> str | None:

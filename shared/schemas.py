@@ -132,7 +132,8 @@ class JobRequest(BaseModel):
         sources: dict[AudioLabel, str] = {}
         for name, info in type(self).model_fields.items():
             value = getattr(self, name)
-            if value is None or not _holds_audio_source(info.annotation):
+            marked = any(isinstance(meta, AudioSourceMarker) for meta in info.metadata)  # a bare AudioSource field
+            if value is None or not (marked or _holds_audio_source(info.annotation)):
                 continue
             if isinstance(value, str):
                 sources[AudioLabel(name)] = value

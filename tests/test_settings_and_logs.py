@@ -42,7 +42,10 @@ def test_defaults_and_overrides(env):
         ({"MODEL_RESIDENCY": "sometimes"}, "environment variable MODEL_RESIDENCY: Input should be 'keep', 'unload'"),
         ({"PRESIGNED_URL_EXPIRY_SECONDS": "999999999"}, "PRESIGNED_URL_EXPIRY_SECONDS: Input should be less than or"),
         ({"INLINE_OUTPUT_MAX_BYTES": "lots"}, "INLINE_OUTPUT_MAX_BYTES: Input should be a valid integer"),
-        ({"INPUT_AUDIO_ALLOW_PRIVATE_URLS": "maybe"}, "INPUT_AUDIO_ALLOW_PRIVATE_URLS: Input should be a valid boolean"),
+        (
+            {"INPUT_AUDIO_ALLOW_PRIVATE_URLS": "maybe"},
+            "INPUT_AUDIO_ALLOW_PRIVATE_URLS: Input should be a valid boolean",
+        ),
         ({"DEVICE": "tpu"}, "environment variable DEVICE: Input should be 'auto', 'cuda' or 'cpu' (got 'tpu')"),
         ({"LOCKED_PARAMETERS": "[1]"}, "LOCKED_PARAMETERS: must be a JSON object, got list"),
         ({"LOCKED_PARAMETERS": "{steps: 3}"}, "LOCKED_PARAMETERS: must be a JSON object: Expecting property name"),

@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from handlers.ace_step.ace_step import AceStep
-from handlers.musicgen.musicgen import MusicGen
 
+from handlers.ace_step.adapter import AceStep
 from scripts.build_tiny_models import build
 from shared.pipeline import Worker
-from shared.settings import Residency, Settings, SettingsError
+from shared.settings import Residency, Settings
+
+pytestmark = pytest.mark.tiny
 
 JOB = {"id": "m", "input": {"caption": "x", "audio_duration": 1.0, "steps": 2, "seed": 1}}
 
@@ -25,7 +26,7 @@ JOB = {"id": "m", "input": {"caption": "x", "audio_duration": 1.0, "steps": 2, "
 def bench_volume(tmp_path_factory) -> Path:
     """A ~220 MB pipeline: big enough that holding it or not shows in process memory."""
     volume = tmp_path_factory.mktemp("ace-bench")
-    build(volume, ["ace_step"], "bench")
+    build(volume, "ace_step", "bench")
     return volume
 
 
@@ -59,12 +60,6 @@ def test_keep_holds_the_model_between_jobs(bench_volume, tmp_path):
     assert second["memory_mib"]["after_job"] - first["memory_mib"]["before_job"] > 100, (first, second)
 
 
-def test_offload_is_accepted_only_by_handlers_that_support_it(bench_volume, tmp_path):
-    assert _worker(bench_volume, tmp_path, Residency.OFFLOAD).residency is Residency.OFFLOAD
-    with pytest.raises(SettingsError, match="MODEL_RESIDENCY=offload: musicgen does not support CPU offload"):
-        Worker(MusicGen, Settings(residency=Residency.OFFLOAD))
-
-
 def _stem_base64(seconds: float = 2.0, rate: int = 32000) -> str:
     buffer = io.BytesIO()
     soundfile.write(buffer, 0.2 * np.sin(np.arange(int(seconds * rate)) / 9.0), rate, format="WAV")
@@ -81,7 +76,8 @@ def _stem_base64(seconds: float = 2.0, rate: int = 32000) -> str:
     ids=["repaint", "cover", "extract"],
 )
 def test_the_other_source_tasks_run(tiny_volume, tmp_path, extra):
-    settings = Settings(volume_root=tiny_volume, model_id="tiny-random/acestep-v15-base-diffusers", output_dir=tmp_path)
+    volume = tiny_volume.ensure("ace_step")
+    settings = Settings(volume_root=volume, model_id="tiny-random/acestep-v15-base-diffusers", output_dir=tmp_path)
     result = Worker(AceStep, settings).run({"id": "t", "input": {"audio": _stem_base64(), "steps": 2, **extra}})
     assert "error" not in result, result
     assert result["details"]["task"] == extra["task"]

@@ -17,7 +17,9 @@ HOP = 960  # samples per frame of the audio tokenizer at 24 kHz
 
 @pytest.fixture(scope="module")
 def worker(start_worker, s3_server):
-    return start_worker("higgs_audio", **s3_server.env())
+    handle = start_worker("higgs_audio", **s3_server.env())
+    yield handle
+    handle.stop()
 
 
 def _reference_base64(seconds: float = 1.5, rate: int = 16000) -> str:
@@ -115,28 +117,7 @@ def test_chunked_long_transcript_joins_every_chunk(worker):
     _frames_add_up(output)
 
 
-BAD_INPUT = [
-    (
-        {"transcript": "x", "ref_audio": "nobody"},
-        ["ref_audio.0: unknown voice preset 'nobody'", "available: demo_voice"],
-    ),
-    ({"transcript": "x", "ref_audio": "../voices/demo_voice"}, ["ref_audio.0", "no paths"]),
-    ({"transcript": "   "}, ["transcript: String should have at least 1 character"]),
-    ({"transcript": "x", "temperature": 0}, ["temperature: Input should be greater than 0"]),
-    ({"transcript": "x", "top_p": 1.5}, ["top_p: Input should be less than or equal to 1"]),
-    ({"transcript": "x", "top_k": 0}, ["top_k: Input should be greater than or equal to 1"]),
-    ({"transcript": "x", "ref_text": "words"}, ["ref_text: given without ref_audio"]),
-    ({"transcript": "x", "ref_audio": "demo_voice", "ref_text": "other"}, ["ref_text.0: voice preset 'demo_voice'"]),
-    ({"transcript": "x", "ref_audio": ["demo_voice", "demo_voice"]}, ["ref_audio: 2 voices need [SPEAKER0]"]),
-    ({"transcript": "[SPEAKER2] hi", "ref_audio": ["demo_voice", "demo_voice"]}, ["[SPEAKER2] has no ref_audio"]),
-    ({"transcript": "x", "chunk_method": "sentence"}, ["chunk_method: Input should be 'speaker' or 'word'"]),
-    ({"transcript": "x", "voice": "demo_voice"}, ["voice: unknown field"]),
-]
-
-
-@pytest.mark.parametrize("job_input, expected", BAD_INPUT)
-def test_bad_input_is_a_clear_error_and_worker_keeps_serving(worker, job_input, expected):
-    error = worker.error(job_input)
-    for fragment in expected:
-        assert fragment in error, error
+def test_an_unknown_preset_lists_the_available_ones(worker):
+    error = worker.error({"transcript": "x", "ref_audio": "nobody"})
+    assert error == "ref_audio.0: unknown voice preset 'nobody'; available: demo_voice"
     assert worker.output({"transcript": "still here", "max_new_tokens": 30, "seed": 1})["success"] is True

@@ -1,0 +1,121 @@
+"""The one-folder rule: what every worker folder holds, and what the shared files say about each worker."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from shared import workers
+from shared.settings import variables
+from tests.support import REPO
+
+pytestmark = pytest.mark.unit
+
+WORKERS = workers.worker_names()
+
+
+def _requirements(path: Path) -> list[str]:
+    return [line.split("#")[0].strip() for line in path.read_text().splitlines() if line.split("#")[0].strip()]
+
+
+def _pins(path: Path) -> dict[str, str | None]:
+    pins = {}
+    for line in _requirements(path):
+        name, _, version = line.partition("==")
+        pins[re.sub(r"[-_.]+", "-", name.lower())] = version or None
+    return pins
+
+
+def tree_paths(text: str) -> set[str]:
+    """Every folder in a document's "## Tree" drawing, as a path relative to the tree's root."""
+    tree = text.split("## Tree", 1)[1].split("```", 2)[1]
+    paths, stack = set(), []
+    for line in tree.splitlines():
+        match = re.search(r"(?:├── |└── )(\S+)/", line)
+        if not match:
+            continue
+        depth = match.start() // 4
+        stack = stack[:depth] + [match.group(1)]
+        paths.add("/".join(stack))
+    return paths
+
+
+def layout_tree_paths() -> set[str]:
+    return tree_paths((REPO / "network_volume_layout.md").read_text())
+
+
+@pytest.mark.parametrize("worker", WORKERS)
+def test_every_worker_folder_holds_the_standard_files(worker):
+    folder = workers.HANDLERS / worker
+    missing = [name for name in workers.STANDARD_FILES if not (folder / name).is_file()]
+    assert not missing, f"handlers/{worker} lacks {', '.join(missing)}"
+    assert json.loads((folder / "test_input.json").read_text())["input"]
+
+
+def test_the_standard_file_check_fails_for_a_folder_that_lacks_one(tmp_path, monkeypatch):
+    (tmp_path / "newmodel").mkdir()
+    (tmp_path / "newmodel" / "__init__.py").write_text("")
+    monkeypatch.setattr(workers, "HANDLERS", tmp_path)
+    assert workers.worker_names() == ["newmodel"]
+    with pytest.raises(AssertionError, match="handlers/newmodel lacks __main__.py, adapter.py"):
+        test_every_worker_folder_holds_the_standard_files("newmodel")
+
+
+@pytest.mark.parametrize("worker", WORKERS)
+def test_catalog_is_the_workers_and_appears_in_the_volume_layout(worker):
+    catalog = workers.catalog(worker)
+    assert catalog.worker == worker
+    assert catalog.repositories[0] == catalog.default_model_id
+    missing = [folder for folder in catalog.folders() if folder not in layout_tree_paths()]
+    assert not missing, f"network_volume_layout.md's tree lacks {', '.join(missing)}"
+
+
+def test_the_layout_parser_reads_nested_folders():
+    drawing = "## Tree\n```\n/v/\n├── a/   note\n│   └── b/\n│       ├── c/\n│       └── file.json\n└── d/\n```\n"
+    assert tree_paths(drawing) == {"a", "a/b", "a/b/c", "d"}
+
+
+@pytest.mark.parametrize("worker", WORKERS)
+def test_worker_docs_image_and_entry_point(worker):
+    readme = (workers.HANDLERS / worker / "README.md").read_text()
+    undocumented = [name for name in variables(workers.config_class(worker)) if f"`{name}`" not in readme]
+    assert not undocumented, f"handlers/{worker}/README.md does not document {', '.join(undocumented)}"
+    assert f"(handlers/{worker}/README.md)" in (REPO / "README.md").read_text()
+    dockerfile = (REPO / "dockerfiles" / f"{worker}.Dockerfile").read_text()
+    assert f'CMD ["python", "-m", "handlers.{worker}"]' in dockerfile
+    assert f"handlers/{worker}/requirements.txt" in dockerfile and "shared/constraints.txt" in dockerfile
+    assert f"from handlers.{worker}.adapter import" in (workers.HANDLERS / worker / "__main__.py").read_text()
+
+
+def test_every_version_is_pinned_once():
+    shared_pins = _pins(REPO / "shared" / "requirements.txt")
+    constraints = _pins(REPO / "shared" / "constraints.txt")
+    assert all(shared_pins.values()) and all(constraints.values())
+    assert not set(shared_pins) & set(constraints)
+    for path in sorted(workers.HANDLERS.glob("*/requirements*.txt")):
+        for name, version in _pins(path).items():
+            where = f"{path.relative_to(REPO)}: {name}"
+            assert name not in shared_pins, f"{where} is already in shared/requirements.txt"
+            if version is None:
+                assert name in constraints, f"{where} has no version here or in shared/constraints.txt"
+            else:
+                assert name not in constraints, f"{where} is pinned in shared/constraints.txt too"
+
+
+def test_shared_code_and_tools_name_no_worker():
+    """Model knowledge lives in handlers/<worker>/: the library, the tools and the fixtures discover workers."""
+    places = [*sorted((REPO / "shared").glob("*.py")), *sorted((REPO / "scripts").glob("*.py"))]
+    places += [
+        REPO / "Makefile",
+        REPO / "conftest.py",
+        REPO / "tests" / "support.py",
+        REPO / "tests" / "test_contract.py",
+    ]
+    for path in places:
+        # The Makefile's default demo worker is configuration, not model knowledge.
+        text = "\n".join(line for line in path.read_text().splitlines() if not line.startswith("DEFAULT_WORKER :="))
+        for worker in WORKERS:
+            assert not re.search(rf"\b{worker}\b", text), f"{path.relative_to(REPO)} names {worker}"

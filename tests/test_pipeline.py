@@ -1,0 +1,111 @@
+"""The shared pipeline's parts on their own: model cache, streamed items, result shape, offline mode."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from shared import workers
+from shared.audio import Audio
+from shared.model_cache import ModelCache
+from shared.progress import AudioStream
+from shared.results import first_output_aliases, parameters_used
+from shared.schemas import AudioSource, JobRequest, parse_request
+from shared.settings import Mp3Settings, Residency
+from tests.support import REPO
+
+
+@pytest.mark.unit
+def test_concurrent_jobs_share_one_load():
+    loads = []
+    barrier = threading.Barrier(8)
+
+    def load():
+        loads.append(object())
+        return loads[-1]
+
+    cache = ModelCache(load, Residency.KEEP)
+    seen = []
+
+    def job():
+        barrier.wait()
+        with cache.use() as (model, _):
+            seen.append(model)
+
+    threads = [threading.Thread(target=job) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert cache.load_count == 1 and len(loads) == 1
+    assert all(model is loads[0] for model in seen)
+
+
+@pytest.mark.unit
+def test_unload_residency_drops_the_model_when_the_last_job_leaves():
+    cache = ModelCache(object, Residency.UNLOAD)
+    with cache.use() as (first, info), cache.use() as (second, _):
+        assert info.loaded_now and first is second
+        assert cache.is_loaded
+    assert not cache.is_loaded
+    with cache.use() as (_, info):
+        assert info.loaded_now
+    assert cache.load_count == 2
+
+
+@pytest.mark.unit
+def test_a_failed_load_is_not_cached():
+    attempts = []
+
+    def load():
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise OSError("volume not mounted yet")
+        return "model"
+
+    cache = ModelCache(load, Residency.KEEP)
+    with pytest.raises(OSError), cache.use():
+        pass
+    with cache.use() as (model, info):
+        assert model == "model" and info.loaded_now
+
+
+@pytest.mark.unit
+def test_streamed_audio_is_split_into_items_under_the_limit():
+    items: list[dict] = []
+    AudioStream(items.append, Mp3Settings()).write(Audio(np.zeros((480_000, 2), np.float32), 48_000), "pcm_s16le")
+    assert [item["frames"] for item in items] == [131_072, 131_072, 131_072, 86_784]  # 512 KiB of PCM each
+    assert [item["chunk"] for item in items] == [0, 1, 2, 3]
+    assert max(len(item["audio_base64"]) for item in items) < 700_000  # RunPod takes up to 1 MB per item
+
+
+class _TwoVoices(JobRequest):
+    voice: AudioSource
+    extra: list[AudioSource] = []
+
+
+@pytest.mark.unit
+def test_input_audio_is_not_echoed_and_first_output_aliases():
+    request = parse_request(_TwoVoices, {"voice": "QUJD", "extra": ["QUJD", "https://example.com/a.wav"]}, 10_000)
+    used = parameters_used(request, seed=5)
+    assert used["voice"] == "<provided>" and used["extra"] == ["<provided>", "<provided>"] and used["seed"] == 5
+    outputs = [{"path": "/tmp/a.wav", "sample_rate": 24000}]
+    aliases = {"audio_url": ("url", "path"), "sample_rate": ("sample_rate",)}
+    assert first_output_aliases(outputs, aliases) == {"audio_url": "/tmp/a.wav", "sample_rate": 24000}
+    assert first_output_aliases([], aliases) == {}
+
+
+@pytest.mark.tiny
+def test_model_libraries_are_offline_before_they_are_imported():
+    """Importing any worker sets the offline variables before transformers or huggingface_hub reads them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    imports = "; ".join(f"import handlers.{worker}.adapter" for worker in workers.worker_names())
+    check = f"{imports}; from huggingface_hub import constants as hub; print(hub.HF_HUB_OFFLINE, hub.is_offline_mode())"
+    done = subprocess.run([sys.executable, "-c", check], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-2:] == ["True", "True"]
