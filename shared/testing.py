@@ -45,6 +45,18 @@ class Baseline:
     run: Callable[[Any, int], Any]  # (loaded, seed) -> waveform whose last axis is samples
 
 
+def refusal(request_model: type, raw: Any, input_audio_max_bytes: int = 20 * 1024 * 1024) -> str:
+    """The error a worker answers for this input, checked without a model; fails if the input is accepted."""
+    from shared.errors import InputError
+    from shared.schemas import parse_request
+
+    try:
+        parse_request(request_model, raw, input_audio_max_bytes)
+    except InputError as exc:
+        return str(exc)
+    raise AssertionError(f"{request_model.__name__} accepted {raw!r}")
+
+
 def byte_level_bpe_tokenizer(special_tokens: tuple[str, ...], bos: str | None, eos: str, pad: str) -> Any:
     """A byte-level BPE tokenizer (Llama-3's and Qwen's kind) over the 256 byte symbols, built offline."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
