@@ -20,8 +20,8 @@ STRIP_TORCHAUDIO_EXTENSION = rm -f "$$($(PY) -c 'import importlib.util as u, pat
 	print(p.Path(u.find_spec("torchaudio").origin).parent)')"/lib/*.so
 
 .DEFAULT_GOAL := help
-.PHONY: help venv tiny-models demo serve test test-unit test-gpu lint benchmark clean \
-	$(addprefix demo-,$(WORKERS)) $(addprefix serve-,$(WORKERS))
+# demo-<worker> and serve-<worker> are pattern rules: GNU make skips pattern rules for .PHONY targets.
+.PHONY: help venv tiny-models demo serve test test-unit test-gpu lint benchmark clean
 
 help: ## list the targets
 	@grep -E '^[a-z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'

@@ -95,6 +95,7 @@ class Worker:
             )
         self.locked = self._check_locked(self.settings.locked_parameters)
         self.cache: ModelCache[ModelAdapter] = ModelCache(self._load_model, self.residency)
+        self._prepared = False
 
     def _check_locked(self, locked: dict[str, Any]) -> dict[str, Any]:
         fields = self.adapter_class.request_model.model_fields
@@ -107,7 +108,7 @@ class Worker:
         return locked
 
     def check_volume(self) -> Path:
-        """The model folder, complete, and the adapter's own start-up checks passed."""
+        """The model folder, complete (at every load), and the adapter's own start-up checks (once)."""
         catalog = self.adapter_class.catalog
         model_dir = resolve_model_dir(
             self.name,
@@ -117,7 +118,9 @@ class Worker:
             catalog.weight_folders,
             self.settings.model_dir,
         )
-        self.adapter_class.prepare(model_dir, self.config, self.settings)
+        if not self._prepared:
+            self.adapter_class.prepare(model_dir, self.config, self.settings)
+            self._prepared = True
         return model_dir
 
     def start(self) -> None:

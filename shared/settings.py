@@ -80,15 +80,28 @@ class Mp3Settings(EnvSettings):
 class S3Settings(EnvSettings):
     """Where results go when a bucket is configured (RunPod's variable names, plus BUCKET_NAME)."""
 
-    endpoint_url: str | None = Field(None, validation_alias="BUCKET_ENDPOINT_URL", description="non-AWS S3 endpoint")
-    access_key_id: SecretStr | None = Field(None, validation_alias="BUCKET_ACCESS_KEY_ID")
-    secret_access_key: SecretStr | None = Field(None, validation_alias="BUCKET_SECRET_ACCESS_KEY")
-    bucket: str | None = Field(None, validation_alias="BUCKET_NAME", description="default bucket")
-    region: str | None = Field(None, validation_alias="BUCKET_REGION")
-    key_prefix: str = Field("outputs", validation_alias="S3_KEY_PREFIX", description="prefix of every output key")
-    # SigV4 presigned URLs cannot outlive 7 days.
+    endpoint_url: str | None = Field(
+        None, validation_alias="BUCKET_ENDPOINT_URL", description="S3 endpoint of a non-AWS store; none: AWS"
+    )
+    access_key_id: SecretStr | None = Field(
+        None, validation_alias="BUCKET_ACCESS_KEY_ID", description="none: boto3's standard credential chain"
+    )
+    secret_access_key: SecretStr | None = Field(
+        None, validation_alias="BUCKET_SECRET_ACCESS_KEY", description="none: boto3's standard credential chain"
+    )
+    bucket: str | None = Field(
+        None, validation_alias="BUCKET_NAME", description="default bucket; none anywhere: outputs go to OUTPUT_DIR"
+    )
+    region: str | None = Field(None, validation_alias="BUCKET_REGION", description="signing region; none: us-east-1")
+    key_prefix: str = Field(
+        "outputs", validation_alias="S3_KEY_PREFIX", description="keys are <prefix>/<worker>/<job id>-<n>.<ext>"
+    )
     presign_expiry_s: int = Field(
-        7 * 24 * 3600, ge=1, le=7 * 24 * 3600, validation_alias="PRESIGNED_URL_EXPIRY_SECONDS"
+        7 * 24 * 3600,
+        ge=1,
+        le=7 * 24 * 3600,  # SigV4 presigned URLs cannot outlive 7 days
+        validation_alias="PRESIGNED_URL_EXPIRY_SECONDS",
+        description="lifetime of the returned https URL",
     )
 
     @field_validator("key_prefix")
@@ -100,29 +113,46 @@ class S3Settings(EnvSettings):
 class Settings(EnvSettings):
     """The variables every worker reads."""
 
-    volume_root: Path = Field(Path("/runpod-volume"), validation_alias="VOLUME_ROOT")
-    model_id: str | None = Field(None, validation_alias="MODEL_ID", description="None: the worker's default")
-    model_dir: Path | None = Field(None, validation_alias="MODEL_DIR", description="explicit folder, skips the lookup")
+    volume_root: Path = Field(
+        Path("/runpod-volume"), validation_alias="VOLUME_ROOT", description="where the network volume is mounted"
+    )
+    model_id: str | None = Field(
+        None, validation_alias="MODEL_ID", description="ORG/NAME of the checkpoint; none: the worker's default"
+    )
+    model_dir: Path | None = Field(
+        None, validation_alias="MODEL_DIR", description="an explicit model folder; skips the volume lookup"
+    )
     device: Annotated[Literal["auto", "cuda", "cpu"], BeforeValidator(_lower)] = Field(
-        "auto", validation_alias="DEVICE"
+        "auto", validation_alias="DEVICE", description="auto: the GPU when there is one"
     )
     dtype: Annotated[Literal["auto", "float32", "float16", "bfloat16"], BeforeValidator(_lower)] = Field(
-        "auto", validation_alias="MODEL_DTYPE"
+        "auto", validation_alias="MODEL_DTYPE", description="auto: the worker's GPU dtype on a GPU, float32 on CPU"
     )
     residency: Annotated[Residency | None, BeforeValidator(_lower)] = Field(
-        None, validation_alias="MODEL_RESIDENCY", description="None: the worker's default"
+        None, validation_alias="MODEL_RESIDENCY", description="keep, unload or offload; none: the worker's default"
     )
-    # Request fields the operator fixes for every job.
     locked_parameters: Annotated[dict[str, Any], NoDecode, BeforeValidator(_json_object)] = Field(
-        default_factory=dict, validation_alias="LOCKED_PARAMETERS"
+        default_factory=dict,
+        validation_alias="LOCKED_PARAMETERS",
+        description="JSON object of request fields the operator fixes for every job",
     )
-    output_dir: Path = Field(Path("outputs"), validation_alias="OUTPUT_DIR")
+    output_dir: Path = Field(
+        Path("outputs"), validation_alias="OUTPUT_DIR", description="local folder when no bucket is configured"
+    )
     # RunPod's /run payload limit is 10 MB; base64 adds a third, so 4 MiB of audio stays well under.
-    inline_max_bytes: int = Field(4 * MIB, ge=0, le=7 * MIB, validation_alias="INLINE_OUTPUT_MAX_BYTES")
-    input_audio_max_bytes: int = Field(20 * MIB, ge=1024, le=1024 * MIB, validation_alias="INPUT_AUDIO_MAX_BYTES")
-    allow_private_urls: bool = Field(False, validation_alias="INPUT_AUDIO_ALLOW_PRIVATE_URLS")
-    s3: S3Settings = Field(default_factory=S3Settings)
-    mp3: Mp3Settings = Field(default_factory=Mp3Settings)
+    inline_max_bytes: int = Field(
+        4 * MIB, ge=0, le=7 * MIB, validation_alias="INLINE_OUTPUT_MAX_BYTES", description="cap of return_base64"
+    )
+    input_audio_max_bytes: int = Field(
+        20 * MIB, ge=1024, le=1024 * MIB, validation_alias="INPUT_AUDIO_MAX_BYTES", description="cap of input audio"
+    )
+    allow_private_urls: bool = Field(
+        False,
+        validation_alias="INPUT_AUDIO_ALLOW_PRIVATE_URLS",
+        description="fetch input-audio URLs on private and loopback addresses too",
+    )
+    s3: S3Settings = Field(default_factory=S3Settings, description="BUCKET_* and the S3 options")
+    mp3: Mp3Settings = Field(default_factory=Mp3Settings, description="MP3_* encoder options")
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from shared import workers
-from shared.settings import variables
+from shared.schemas import JobRequest
+from shared.settings import Mp3Settings, S3Settings, Settings, variables
 from tests.support import REPO
 
 pytestmark = pytest.mark.unit
@@ -88,6 +91,46 @@ def test_worker_docs_image_and_entry_point(worker):
     assert f'CMD ["python", "-m", "handlers.{worker}"]' in dockerfile
     assert f"handlers/{worker}/requirements.txt" in dockerfile and "shared/constraints.txt" in dockerfile
     assert f"from handlers.{worker}.adapter import" in (workers.HANDLERS / worker / "__main__.py").read_text()
+
+
+@pytest.mark.parametrize("worker", WORKERS)
+def test_schema_config_and_catalog_import_without_torch(worker):
+    """The request schema, the variables and the catalog serve tools and pure tests: no model library."""
+    modules = ", ".join(f"handlers.{worker}.{name}" for name in ("schema", "config", "catalog"))
+    check = (
+        f"import sys, {modules}; print(sorted(m for m in ('torch', 'transformers', 'diffusers') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_every_setting_is_declared_with_a_variable_and_a_description():
+    classes = [Settings, S3Settings, Mp3Settings, *(workers.config_class(worker) for worker in WORKERS)]
+    for settings_class in classes:
+        for name, field in settings_class.model_fields.items():
+            assert field.description, f"{settings_class.__name__}.{name} has no description"
+            assert field.validation_alias or field.default_factory, f"{settings_class.__name__}.{name} reads nothing"
+
+
+@pytest.mark.parametrize("worker", WORKERS)
+def test_every_request_field_has_a_description(worker):
+    schema = workers.module(worker, "schema")
+    [request] = [
+        value
+        for value in vars(schema).values()
+        if isinstance(value, type) and issubclass(value, JobRequest) and value.__module__ == schema.__name__
+    ]
+    undescribed = [name for name, field in request.model_fields.items() if not field.description]
+    assert not undescribed, f"{request.__name__}: {', '.join(undescribed)} have no description"
+
+
+@pytest.mark.parametrize("worker", WORKERS)
+def test_make_finds_every_worker(worker):
+    for target, expected in ((f"demo-{worker}", ""), (f"serve-{worker}", " --rp_serve_api")):
+        planned = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert f"scripts/run_tiny.py {worker} --volume .volume{expected}" in planned.stdout, planned.stdout
+    assert worker in subprocess.run(["make", "help"], cwd=REPO, capture_output=True, text=True).stdout
 
 
 def test_every_version_is_pinned_once():
