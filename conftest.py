@@ -18,6 +18,7 @@ import pytest
 
 from scripts.build_tiny_models import build
 from shared import workers
+from tests.runpod_platform import RunPodPlatform
 from tests.support import BUCKET, REPO, S3Server, WorkerProcess, free_port, wait_for
 
 TIERS = ("unit", "tiny", "integration", "gpu")
@@ -158,3 +159,43 @@ def start_worker(tmp_path_factory: pytest.TempPathFactory, tiny_volume: TinyVolu
     for handle in started:
         handle.process.terminate()
         handle.process.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def start_on_platform(tmp_path_factory: pytest.TempPathFactory, tiny_volume: TinyVolume):
+    """Factory: a worker process started as RunPod starts it, against its own `RunPodPlatform`."""
+    started: list[tuple[RunPodPlatform, subprocess.Popen]] = []
+
+    def start(worker: str, **env: str) -> tuple[RunPodPlatform, WorkerProcess]:
+        platform = RunPodPlatform()
+        folder = tmp_path_factory.mktemp(f"platform-{worker}")
+        clean_env = {k: v for k, v in os.environ.items() if not k.startswith(("BUCKET_", "AWS_", "RUNPOD_"))}
+        full_env = {
+            **clean_env,
+            **platform.env(),
+            "VOLUME_ROOT": str(tiny_volume.ensure(worker)),
+            "MODEL_ID": tiny_volume.model_id(worker),
+            "OUTPUT_DIR": str(folder / "outputs"),
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        log = folder / "worker.log"
+        with log.open("w") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", f"handlers.{worker}"],
+                cwd=REPO,
+                env=full_env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        started.append((platform, process))
+        handle = WorkerProcess(platform.url, log, process)
+        wait_for(lambda: platform.state.pings > 0, f"{worker} worker on the platform", 120, process, log)
+        return platform, handle
+
+    yield start
+    for platform, process in started:
+        process.terminate()
+        process.wait(timeout=20)
+        platform.close()

@@ -14,6 +14,7 @@ from shared.audio import Audio
 from shared.progress import AudioStream, Progress
 from shared.schemas import AudioLabel, JobRequest
 from shared.settings import ModelConfig, Residency, Settings
+from shared.stop import StopSignal
 from shared.volume import VolumeCatalog
 
 RequestT = TypeVar("RequestT", bound=JobRequest)
@@ -26,6 +27,7 @@ class JobContext:
 
     seed: int  # already applied to the global generators; reported in the result
     progress: Progress
+    stop: StopSignal  # call stop.step() at each natural step (or use its transformers/torch hooks)
     stream: AudioStream | None = None  # set when a generator handler serves this job
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import random
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -21,15 +22,17 @@ from loguru import logger
 
 from shared import audio as audio_codec
 from shared import memory, storage
-from shared.adapter import JobContext, LoadTarget, ModelAdapter
+from shared.adapter import JobContext, LoadTarget, ModelAdapter, Prediction
+from shared.audio import Audio
 from shared.errors import SettingsError, WorkerError
 from shared.fetch import fetch_audio_bytes
 from shared.logs import redact
-from shared.model_cache import ModelCache
+from shared.model_cache import LoadInfo, ModelCache
 from shared.progress import AudioStream, Progress
 from shared.results import describe_output, first_output_aliases, parameters_used
-from shared.schemas import parse_request
+from shared.schemas import AudioLabel, JobRequest, parse_request
 from shared.settings import ModelConfig, Residency, Settings, read_settings
+from shared.stop import JobCancelled, StopSignal
 from shared.volume import resolve_model_dir
 
 Emit = Callable[[dict[str, Any]], None]
@@ -73,6 +76,13 @@ class _Timer:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - started, 4)
 
 
+class _Generated(NamedTuple):
+    prediction: Prediction
+    load_info: LoadInfo
+    memory_loaded: float
+    memory_peak: float
+
+
 class Worker:
     """One model's worker: its settings, its model cache under a residency policy, and the job flow.
 
@@ -93,9 +103,13 @@ class Worker:
             raise SettingsError(
                 f"MODEL_RESIDENCY=offload: {self.name} does not support CPU offload; use keep or unload"
             )
+        if self.settings.stream_audio and not adapter_class.streams:
+            raise SettingsError(f"STREAM_AUDIO=1: {self.name} does not stream audio; leave STREAM_AUDIO unset")
         self.locked = self._check_locked(self.settings.locked_parameters)
         self.cache: ModelCache[ModelAdapter] = ModelCache(self._load_model, self.residency)
         self._prepared = False
+        # One generation at a time: a job cancelled by RunPod holds the model until its next step.
+        self._generating = threading.Lock()
 
     def _check_locked(self, locked: dict[str, Any]) -> dict[str, Any]:
         fields = self.adapter_class.request_model.model_fields
@@ -139,13 +153,16 @@ class Worker:
         adapter.setup()
         return adapter
 
-    def run(self, job: dict[str, Any], emit: Emit | None = None) -> dict[str, Any]:
-        """Run one job; `emit` receives streamed audio items when the adapter streams."""
+    def run(self, job: dict[str, Any], emit: Emit | None = None, stop: StopSignal | None = None) -> dict[str, Any]:
+        """Run one job; `emit` receives streamed audio items when the adapter streams; `stop` cancels it."""
         job_id = str(job.get("id") or "local")
         stream = AudioStream(emit, self.settings.mp3) if emit is not None and self.adapter_class.streams else None
         with logger.contextualize(job_id=job_id):
             try:
-                return self._run(job_id, job.get("input"), Progress(job), stream)
+                return self._run(job_id, job.get("input"), Progress(job), stream, stop or StopSignal())
+            except JobCancelled as exc:
+                logger.info("job stopped: {} step(s) ran, {} after the cancel", exc.steps, exc.steps_after)
+                return {"error": "job cancelled"}
             except WorkerError as exc:
                 logger.warning("job refused: {}", exc)
                 return {"error": str(exc)}
@@ -163,7 +180,9 @@ class Worker:
             finally:
                 memory.release_memory()
 
-    def _run(self, job_id: str, raw_input: Any, progress: Progress, stream: AudioStream | None) -> dict[str, Any]:
+    def _run(
+        self, job_id: str, raw_input: Any, progress: Progress, stream: AudioStream | None, stop: StopSignal
+    ) -> dict[str, Any]:
         timer = _Timer()
         settings = self.settings
         with timer.stage("validate"):
@@ -180,20 +199,11 @@ class Worker:
                 for label, source in request.input_audio().items()
             }
         seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
-        memory.reset_peak()
-        memory_before = memory.current_mib()
-        with self.cache.use() as (model, load_info):
-            timer.seconds["load"] = round(load_info.load_seconds, 4)
-            memory_loaded = memory.current_mib()
-            audio_inputs = {
-                label: audio.resampled(model.input_sample_rate).with_channels(model.input_channels)
-                for label, audio in decoded.items()
-            }
-            seed_everything(seed)
-            with timer.stage("generate"):
-                prediction = model.predict(request, audio_inputs, JobContext(seed, progress, stream))
-            memory_peak = memory.peak_mib()
-            del model  # the cache must hold the last reference, or unloading after the job frees nothing
+        with self._generating:
+            memory.reset_peak()
+            memory_before = memory.current_mib()
+            generated = self._generate(request, decoded, JobContext(seed, progress, stop, stream), timer)
+        prediction, load_info = generated.prediction, generated.load_info
         with timer.stage("encode"):
             encoded = [audio_codec.encode(audio, request.format, settings.mp3) for audio in prediction.outputs]
         with timer.stage("store"):
@@ -216,8 +226,8 @@ class Worker:
             "memory_mib": {
                 "kind": memory.memory_kind(),
                 "before_job": round(memory_before, 1),
-                "after_load": round(memory_loaded, 1),
-                "peak": round(memory_peak, 1),
+                "after_load": round(generated.memory_loaded, 1),
+                "peak": round(generated.memory_peak, 1),
                 "after_job": round(memory.current_mib(), 1),
             },
         }
@@ -227,3 +237,25 @@ class Worker:
             result["locked_parameters"] = self.locked
         aliases = first_output_aliases(outputs, self.adapter_class.first_output_fields)
         return result | aliases | prediction.response_fields
+
+    def _generate(
+        self, request: JobRequest, decoded: dict[AudioLabel, Audio], job: JobContext, timer: _Timer
+    ) -> _Generated:
+        """Load (cached), then predict, holding the model only as long as the prediction runs."""
+        with self.cache.use() as (model, load_info):
+            timer.seconds["load"] = round(load_info.load_seconds, 4)
+            memory_loaded = memory.current_mib()
+            audio_inputs = {
+                label: audio.resampled(model.input_sample_rate).with_channels(model.input_channels)
+                for label, audio in decoded.items()
+            }
+            seed_everything(job.seed)
+            logger.info("generation started")
+            try:
+                with timer.stage("generate"):
+                    prediction = model.predict(request, audio_inputs, job)
+            finally:
+                logger.info("generation ended after {} step(s)", job.stop.steps)
+            memory_peak = memory.peak_mib()
+            del model  # the cache must hold the last reference, or unloading after the job frees nothing
+        return _Generated(prediction, load_info, memory_loaded, memory_peak)

@@ -21,10 +21,11 @@ from shared.adapter import ModelAdapter
 from shared.errors import WorkerError
 from shared.logs import configure_logging, redact
 from shared.pipeline import Emit, Worker
+from shared.stop import StopSignal
 
 
 class JobRunner(Protocol):
-    def run(self, job: dict[str, Any], emit: Emit | None = None) -> dict[str, Any]: ...
+    def run(self, job: dict[str, Any], emit: Emit | None = None, stop: StopSignal | None = None) -> dict[str, Any]: ...
 
 
 class StartupFailure:
@@ -36,7 +37,7 @@ class StartupFailure:
     def __init__(self, error: str) -> None:
         self.error = error
 
-    def run(self, job: dict[str, Any], emit: Emit | None = None) -> dict[str, Any]:
+    def run(self, job: dict[str, Any], emit: Emit | None = None, stop: StopSignal | None = None) -> dict[str, Any]:
         with logger.contextualize(job_id=str(job.get("id") or "local")):
             logger.error("refused: the worker did not start: {}", self.error)
         return {"error": self.error}
@@ -56,34 +57,65 @@ def start_worker(adapter_class: type[ModelAdapter]) -> Worker | StartupFailure:
     return StartupFailure(message)
 
 
+async def _stop_and_wait(job: dict[str, Any], stop: StopSignal, generation: asyncio.Future) -> None:
+    """After RunPod cancelled the job's task: stop the generation thread and wait until it let go of the
+    model, so the next job neither starts beside it nor finds its memory still held."""
+    stop.request()
+    with logger.contextualize(job_id=str(job.get("id") or "local")):
+        logger.info("cancel received: stopping at the next step")
+        await asyncio.wait({generation})
+        logger.info("cancelled job released the model")
+
+
 def job_handler(runner: JobRunner) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
     async def handler(job: dict[str, Any]) -> dict[str, Any]:
-        # Generation blocks; a thread keeps the SDK's event loop (heartbeats, the local API) responsive.
-        return await asyncio.to_thread(runner.run, job)
+        # Generation blocks; a thread keeps the SDK's event loop (heartbeats, the stop channel) responsive.
+        stop = StopSignal()
+        generation = asyncio.ensure_future(asyncio.to_thread(runner.run, job, None, stop))
+        try:
+            return await asyncio.shield(generation)
+        except asyncio.CancelledError:
+            await _stop_and_wait(job, stop, generation)
+            raise
 
     return handler
 
 
-def streaming_job_handler(runner: JobRunner) -> Callable[[dict[str, Any]], AsyncIterator[dict[str, Any]]]:
+def streaming_job_handler(
+    runner: JobRunner, refresh_worker: Callable[[], None]
+) -> Callable[[dict[str, Any]], AsyncIterator[dict[str, Any]]]:
+    """A generator handler: audio items as the adapter produces them, then the result as the last item.
+
+    The SDK reads a per-job `refresh_worker` only from plain handlers; `refresh_worker()` sets it for the
+    whole worker instead (the SDK then stops the worker after this job).
+    """
+
     async def handler(job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """Generator handler: yields audio items as the adapter produces them, then the result."""
         loop = asyncio.get_running_loop()
         items: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
 
         def emit(item: dict[str, Any]) -> None:  # called from the generation thread
             loop.call_soon_threadsafe(items.put_nowait, item)
 
-        finished = asyncio.ensure_future(asyncio.to_thread(runner.run, job, emit))
+        stop = StopSignal()
+        generation = asyncio.ensure_future(asyncio.to_thread(runner.run, job, emit, stop))
         # Runs after every item the thread emitted is queued: None marks the end of the stream.
-        finished.add_done_callback(lambda _: items.put_nowait(None))
-        while (item := await items.get()) is not None:
-            yield item
-        yield finished.result()
+        generation.add_done_callback(lambda _: items.put_nowait(None))
+        try:
+            while (item := await items.get()) is not None:
+                yield item
+        except asyncio.CancelledError:
+            await _stop_and_wait(job, stop, generation)
+            raise
+        result = generation.result()
+        if result.pop("refresh_worker", False):
+            refresh_worker()
+        yield result
 
     return handler
 
 
-def _run_once(runner: JobRunner, streams: bool, test_input: Path) -> int:
+def _run_once(runner: JobRunner, streaming: bool, test_input: Path) -> int:
     """One job from --test_input '<json>', ./test_input.json or the worker's own, printed as JSON.
 
     The SDK's own one-shot mode cannot run generator handlers; this one runs every worker alike.
@@ -94,7 +126,7 @@ def _run_once(runner: JobRunner, streams: bool, test_input: Path) -> int:
         raw = (Path("test_input.json") if Path("test_input.json").is_file() else test_input).read_text()
     job = {"id": "local_test", **json.loads(raw)}
     streamed: list[dict[str, Any]] = []
-    result = runner.run(job, streamed.append if streams else None)
+    result = runner.run(job, streamed.append if streaming else None)
     if streamed:
         logger.info("streamed {} chunk(s)", len(streamed))
     print(json.dumps(result, indent=2))
@@ -109,12 +141,15 @@ def serve(adapter_class: type[ModelAdapter]) -> None:
     """
     configure_logging()
     runner = start_worker(adapter_class)
+    streaming = isinstance(runner, Worker) and runner.settings.stream_audio
     if not os.environ.get("RUNPOD_WEBHOOK_GET_JOB") and "--rp_serve_api" not in sys.argv:
         test_input = Path(inspect.getfile(adapter_class)).with_name("test_input.json")
-        sys.exit(_run_once(runner, adapter_class.streams, test_input))
-    if adapter_class.streams:
-        # Every yielded item also lands in the /run and /runsync output (a list), so non-streaming
-        # requests get a one-item list holding the usual result.
-        runpod.serverless.start({"handler": streaming_job_handler(runner), "return_aggregate_stream": True})
-    else:
+        sys.exit(_run_once(runner, streaming, test_input))
+    if not streaming:
         runpod.serverless.start({"handler": job_handler(runner)})
+        return
+    # Not aggregated: the SDK would repeat every audio chunk in the job's output, which passes RunPod's
+    # payload limits after about a minute of audio and is then dropped. Clients read /stream.
+    config: dict[str, Any] = {"return_aggregate_stream": False}
+    config["handler"] = streaming_job_handler(runner, lambda: config.update(refresh_worker=True))
+    runpod.serverless.start(config)

@@ -151,6 +151,11 @@ class Settings(EnvSettings):
         validation_alias="INPUT_AUDIO_ALLOW_PRIVATE_URLS",
         description="fetch input-audio URLs on private and loopback addresses too",
     )
+    stream_audio: bool = Field(
+        False,
+        validation_alias="STREAM_AUDIO",
+        description="a streaming deployment: audio chunks through /stream, the result as the last item",
+    )
     s3: S3Settings = Field(default_factory=S3Settings, description="BUCKET_* and the S3 options")
     mp3: Mp3Settings = Field(default_factory=Mp3Settings, description="MP3_* encoder options")
 

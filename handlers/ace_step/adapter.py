@@ -68,6 +68,7 @@ class AceStep(ModelAdapter[AceStepRequest, AceStepConfig]):
 
         def report_step(pipe, step: int, timestep, tensors: dict) -> dict:
             job.progress("denoising", (step + 1) / request.steps)
+            job.stop.step()  # a cancelled job ends here, between two diffusion steps
             return {}
 
         arguments: dict[str, Any] = {

@@ -30,6 +30,7 @@ from shared.audio import Audio
 from shared.errors import InputError
 from shared.schemas import AudioLabel
 from shared.settings import Settings
+from shared.stop import StopSignal
 from shared.volume import resolve_model_dir
 
 # Chunks of a long transcript kept in the prompt as context for the next one: enough to hold the
@@ -139,7 +140,9 @@ class HiggsAudio(ModelAdapter[HiggsAudioRequest, HiggsAudioConfig]):
         config.ras_win_max_num_repeat = request.ras_win_max_num_repeat
         return config
 
-    def _generate(self, prompt: str, audios: list[Audio], config: GenerationConfig) -> tuple[np.ndarray, int]:
+    def _generate(
+        self, prompt: str, audios: list[Audio], config: GenerationConfig, stop: StopSignal
+    ) -> tuple[np.ndarray, int]:
         inputs = self.processor(
             text=prompt,
             audio=[audio.samples[:, 0] for audio in audios] or None,
@@ -147,7 +150,7 @@ class HiggsAudio(ModelAdapter[HiggsAudioRequest, HiggsAudioConfig]):
             return_tensors="pt",
         ).to(self.device)
         with torch.inference_mode():
-            codes = self.model.generate(**inputs, generation_config=config)
+            codes = self.model.generate(**inputs, generation_config=config, stopping_criteria=stop.stopping_criteria())
             # Rows after the last all-bos row are this turn's frames (delayed), up to the stream end.
             frames = self._frames(codes[0])
             if frames.shape[0] == 0:
@@ -179,6 +182,7 @@ class HiggsAudio(ModelAdapter[HiggsAudioRequest, HiggsAudioConfig]):
                 build_prompt(request.scene_prompt, [text for text, _ in context], chunk),
                 [audio for _, audio in context],
                 config,
+                job.stop,
             )
             audio = Audio(waveform[:, None], SAMPLE_RATE)
             if frames:

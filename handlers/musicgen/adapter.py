@@ -71,14 +71,14 @@ class MusicGen(ModelAdapter[MusicGenRequest, MusicGenConfig]):
             context = np.concatenate(pieces, axis=-1)[..., -self.context_frames * self.hop :] if pieces else None
             budget = self.window_frames - (self.context_frames if context is not None else 0)
             frames = min(budget, total_frames - done)
-            pieces.append(self._generate_window(request, frames, context, melody))
+            pieces.append(self._generate_window(request, frames, context, melody, job))
             done += frames
             job.progress("generating", done / total_frames)
         waveforms = np.concatenate(pieces, axis=-1)  # (batch, channels, samples)
         return Prediction([Audio(np.ascontiguousarray(waveform.T), self.sample_rate) for waveform in waveforms])
 
     def _generate_window(
-        self, request: MusicGenRequest, frames: int, context: np.ndarray | None, melody: Audio | None
+        self, request: MusicGenRequest, frames: int, context: np.ndarray | None, melody: Audio | None, job: JobContext
     ) -> np.ndarray:
         prompts = request.prompt
         processor_args: dict = {"text": prompts, "padding": True, "return_tensors": "pt"}
@@ -101,6 +101,7 @@ class MusicGen(ModelAdapter[MusicGenRequest, MusicGenConfig]):
                 temperature=request.temperature,
                 top_k=request.top_k,
                 top_p=request.top_p if request.top_p > 0 else None,
+                stopping_criteria=job.stop.stopping_criteria(),  # a cancelled job ends at the next step
             )
         prompt_samples = 0 if context is None else context.shape[-1]
         waveform = generated[..., prompt_samples : prompt_samples + frames * self.hop]

@@ -27,6 +27,7 @@ from shared.adapter import JobContext, ModelAdapter, Prediction
 from shared.audio import Audio
 from shared.errors import InputError, ModelFilesError
 from shared.fetch import fetch_artifact
+from shared.progress import StreamFormat
 from shared.schemas import AudioLabel
 from shared.settings import Settings
 from shared.volume import populate_command
@@ -172,6 +173,11 @@ class VoxCPM(ModelAdapter[VoxCPMRequest, VoxCPMConfig]):
     def predict(self, request: VoxCPMRequest, audio_inputs: dict[AudioLabel, Audio], job: JobContext) -> Prediction:
         if request.denoise:
             raise InputError("denoise: this worker has no denoiser (ZipEnhancer is not installed in the image)")
+        if request.stream and job.stream is None:
+            raise InputError(
+                "stream: this endpoint serves plain results; streaming needs STREAM_AUDIO=1 on the endpoint "
+                "(a streaming deployment, read through /stream)"
+            )
         if request.task == "encode_latents":
             latents = self._encode(audio_inputs[PROMPT_AUDIO])
             info = self.model_info()
@@ -189,7 +195,7 @@ class VoxCPM(ModelAdapter[VoxCPMRequest, VoxCPMConfig]):
         text = " ".join(request.target_text.split())
         if request.normalize:
             text = self._normalizer().normalize(text)
-        streaming = request.stream and job.stream is not None
+        streaming = request.stream
         arguments = {
             "target_text": text,
             "prompt_cache": cache,
@@ -199,18 +205,27 @@ class VoxCPM(ModelAdapter[VoxCPMRequest, VoxCPMConfig]):
             "retry_badcase": request.retry_badcase and not streaming,  # the library cannot retry a stream
         }
         rate = int(self.model.sample_rate)
+        # The diffusion decoder runs once per patch: the step where a cancelled job stops.
+        step_hook = job.stop.before_each_call(self.model.feat_decoder)
+        try:
+            samples = self._generate(arguments, streaming, request.stream_format, job, rate)
+        finally:
+            step_hook.remove()
+        info = self.model_info()
+        return Prediction([Audio(samples, rate)], {"model_info": info, "text_spoken": text}, {"model_info": info})
+
+    def _generate(
+        self, arguments: dict[str, Any], streaming: bool, stream_format: StreamFormat, job: JobContext, rate: int
+    ) -> np.ndarray:
         if streaming:
             pieces = []
             for chunk, _, _ in self.model.generate_with_prompt_cache_streaming(**arguments):
                 piece = Audio(chunk.reshape(-1, 1).float().numpy(), rate)
-                job.stream.write(piece, request.stream_format)
+                job.stream.write(piece, stream_format)
                 pieces.append(piece.samples)
-            samples = np.concatenate(pieces) if pieces else np.zeros((0, 1), np.float32)
-        else:
-            waveform, _, _ = self.model.generate_with_prompt_cache(**arguments)
-            samples = waveform.reshape(-1, 1).float().numpy()
-        info = self.model_info()
-        return Prediction([Audio(samples, rate)], {"model_info": info, "text_spoken": text}, {"model_info": info})
+            return np.concatenate(pieces) if pieces else np.zeros((0, 1), np.float32)
+        waveform, _, _ = self.model.generate_with_prompt_cache(**arguments)
+        return waveform.reshape(-1, 1).float().numpy()
 
     def _normalizer(self):
         if not hasattr(self, "_text_normalizer"):

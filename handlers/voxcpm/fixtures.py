@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 from safetensors.torch import save_file
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaTokenizerFast
@@ -101,6 +102,7 @@ def _build_voxcpm(target: Path, size: str, architecture: str) -> None:
     else:
         parsed = VoxCPM15Config.model_validate(config)
         model = VoxCPMModel(parsed, tokenizer, AudioVAE(config=parsed.audio_vae_config), device="cpu")
+    _never_stop(model)
     state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
     target.mkdir(parents=True, exist_ok=True)
     save_file({k: v for k, v in state.items() if not k.startswith("audio_vae.")}, target / "model.safetensors")
@@ -108,6 +110,17 @@ def _build_voxcpm(target: Path, size: str, architecture: str) -> None:
     save_file(vae, target / "audiovae.safetensors")
     (target / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     tokenizer.save_pretrained(target)
+
+
+def _never_stop(model) -> None:
+    """A trained stop head ends the audio when the text is spoken; a random one ends it after a few
+    patches, at random. This one always says "go on", so the request's max_len sets the length: tests know
+    how long a job runs (cancellation, streaming) and what it returns."""
+    with torch.no_grad():
+        model.stop_proj.weight.zero_()
+        model.stop_proj.bias.fill_(1.0)  # constant SiLU(1) > 0 into the head
+        model.stop_head.weight[0].fill_(1.0)  # "continue" logit > 0
+        model.stop_head.weight[1].fill_(-1.0)  # "stop" logit < 0
 
 
 def build_voxcpm2(target: Path, size: str) -> None:

@@ -1,7 +1,7 @@
-"""The VoxCPM worker end to end: real local RunPod API server over HTTP (a generator handler), SeaweedFS S3.
+"""The VoxCPM worker end to end: real local RunPod API server over HTTP, SeaweedFS S3.
 
-The local API server aggregates a generator handler's items into a list for /runsync, so a job's
-output is [result] (or [chunk, ..., result] when streaming) and a refused job is [{"error": ...}].
+By default the worker serves plain results; with STREAM_AUDIO=1 it is a generator handler whose
+chunks arrive through /stream, the result as the last item.
 """
 
 from __future__ import annotations
@@ -29,11 +29,17 @@ def worker(start_worker, s3_server):
     handle.stop()
 
 
+@pytest.fixture(scope="module")
+def streaming_worker(start_worker, s3_server):
+    handle = start_worker("voxcpm", STREAM_AUDIO="1", **s3_server.env())
+    yield handle
+    handle.stop()
+
+
 def _result(worker, job_input: dict) -> dict:
     output = worker.output(job_input)
-    assert isinstance(output, list) and len(output) == 1, output
-    assert "error" not in output[0], output[0]
-    return output[0]
+    assert isinstance(output, dict) and "error" not in output, output  # a plain result, not a list
+    return output
 
 
 def _uploaded(result: dict) -> tuple[np.ndarray, int]:
@@ -44,7 +50,9 @@ def _uploaded(result: dict) -> tuple[np.ndarray, int]:
 
 
 def test_zero_shot_to_s3_with_model_info(worker):
-    result = _result(worker, {"target_text": "Hello from the tiny model.", "seed": 1, "inference_timesteps": 4})
+    result = _result(
+        worker, {"max_len": 24, "target_text": "Hello from the tiny model.", "seed": 1, "inference_timesteps": 4}
+    )
     samples, rate = _uploaded(result)
     assert rate == 48000 and len(samples) > 0
     assert result["outputs"][0]["s3_uri"].startswith("s3://audio-results/outputs/voxcpm/")
@@ -59,21 +67,37 @@ def test_zero_shot_to_s3_with_model_info(worker):
 
 def test_prompt_audio_and_a_latents_round_trip(worker):
     prompt = _prompt_wav()
-    cloned = _result(worker, {"target_text": "Same voice.", "prompt_audio": prompt, "prompt_text": "a hum", "seed": 4})
+    cloned = _result(
+        worker, {"max_len": 24, "target_text": "Same voice.", "prompt_audio": prompt, "prompt_text": "a hum", "seed": 4}
+    )
     latents = _result(worker, {"task": "encode_latents", "prompt_audio": prompt, "prompt_audio_format": "wav"})
     assert latents["outputs"] == []
     info = latents["details"]["latents"]
     assert (info["dtype"], info["patch_size"], info["feat_dim"], info["sample_rate"]) == ("float32", 4, 64, 16000)
     assert len(base64.b64decode(info["base64"])) == info["frames"] * 4 * 64 * 4
     reused = _result(
-        worker, {"target_text": "Same voice.", "prompt_latents": info["base64"], "prompt_text": "a hum", "seed": 4}
+        worker,
+        {
+            "max_len": 24,
+            "target_text": "Same voice.",
+            "prompt_latents": info["base64"],
+            "prompt_text": "a hum",
+            "seed": 4,
+        },
     )
     # The latents are the very features the audio prompt becomes: same seed, same audio.
     assert np.array_equal(_uploaded(cloned)[0], _uploaded(reused)[0])
 
 
-def test_streamed_chunks_add_up_to_the_uploaded_file(worker):
-    items = stream_job(worker, {"target_text": "Streaming, piece by piece.", "stream": True, "seed": 2})
+def test_a_plain_deployment_refuses_stream_and_names_the_setting(worker):
+    error = worker.error({"max_len": 24, "target_text": "x", "stream": True})
+    assert error.startswith("stream: this endpoint serves plain results; streaming needs STREAM_AUDIO=1")
+
+
+def test_streamed_chunks_add_up_to_the_uploaded_file(streaming_worker):
+    items = stream_job(
+        streaming_worker, {"max_len": 24, "target_text": "Streaming, piece by piece.", "stream": True, "seed": 2}
+    )
     *chunks, result = items
     assert len(chunks) >= 2 and all(chunk["format"] == "pcm_s16le" for chunk in chunks)
     assert [chunk["chunk"] for chunk in chunks] == list(range(len(chunks)))
@@ -85,8 +109,10 @@ def test_streamed_chunks_add_up_to_the_uploaded_file(worker):
     assert np.array_equal(streamed, uploaded)  # the very PCM of the uploaded WAV
 
 
-def test_mp3_stream_chunks_decode(worker):
-    *chunks, result = stream_job(worker, {"target_text": "MP3 pieces.", "stream": True, "stream_format": "mp3"})
+def test_mp3_stream_chunks_decode(streaming_worker):
+    *chunks, result = stream_job(
+        streaming_worker, {"max_len": 24, "target_text": "MP3 pieces.", "stream": True, "stream_format": "mp3"}
+    )
     assert "outputs" in result
     for chunk in chunks:
         samples, rate = soundfile.read(io.BytesIO(base64.b64decode(chunk["audio_base64"])))
@@ -94,17 +120,19 @@ def test_mp3_stream_chunks_decode(worker):
 
 
 def test_latents_of_another_shape_are_refused_and_the_worker_keeps_serving(worker):
-    [item] = worker.output({"target_text": "x", "prompt_latents": "AAAAAAAAAAA=", "prompt_text": "y"})
-    assert item == {
-        "error": "prompt_latents: 2 values is not a whole number of frames of patch_size 4 x feat_dim 64 "
+    error = worker.error({"target_text": "x", "prompt_latents": "AAAAAAAAAAA=", "prompt_text": "y"})
+    assert error == (
+        "prompt_latents: 2 values is not a whole number of frames of patch_size 4 x feat_dim 64 "
         "(this model's; encode_latents makes them)"
-    }
-    assert "outputs" in _result(worker, {"target_text": "still here", "seed": 1})
+    )
+    assert "outputs" in _result(worker, {"max_len": 24, "target_text": "still here", "seed": 1})
 
 
 def test_voxcpm_15_checkpoint(start_worker, s3_server):
     worker = start_worker("voxcpm", MODEL_ID="tiny-random/VoxCPM1.5", **s3_server.env())
-    result = _result(worker, {"target_text": "One point five.", "prompt_audio": _prompt_wav(), "prompt_text": "a"})
+    result = _result(
+        worker, {"max_len": 24, "target_text": "One point five.", "prompt_audio": _prompt_wav(), "prompt_text": "a"}
+    )
     assert result["model_info"]["model"] == "VoxCPM 1.5"
     assert _uploaded(result)[1] == 44100
     latents = _result(worker, {"task": "encode_latents", "prompt_audio": _prompt_wav()})["details"]["latents"]
@@ -128,7 +156,13 @@ def test_lora_from_a_file_uri_with_its_checksum(start_worker, s3_server, lora_fi
         VOXCPM_LORA_CACHE_DIR=str(tmp_path / "cache"),
         **s3_server.env(),
     )
-    job = {"target_text": "With the adapter.", "seed": 9, "inference_timesteps": 4, "retry_badcase": False}
+    job = {
+        "max_len": 24,
+        "target_text": "With the adapter.",
+        "seed": 9,
+        "inference_timesteps": 4,
+        "retry_badcase": False,
+    }
     adapted = _result(lora_worker, job)
     assert adapted["model_info"]["lora"] == "speaker-a"
     assert (tmp_path / "cache" / "speaker-a" / "lora_weights.safetensors").read_bytes() == lora_file.read_bytes()
