@@ -92,7 +92,7 @@ def _build_voxcpm(target: Path, size: str, architecture: str) -> None:
         "encoder_config": local,
         "dit_config": {**local, "cfm_config": {}},
         "audio_vae_config": {"encoder_dim": 8, "latent_dim": 64, "decoder_dim": 64, **_VOXCPM_AUDIO[architecture]},
-        "max_length": 1024,
+        "max_length": 4096,  # the LM cache: text tokens + patches of the longest test job
         "device": "cpu",
         "dtype": "float32",
     }
@@ -147,6 +147,8 @@ def build_voxcpm_lora(model_dir: Path, target: Path, rank: int = 4) -> Path:
     return target
 
 
+LONG_TEXT = " ".join(["A long read, sentence after sentence, to keep the model speaking."] * 8)
+
 TINY_MODELS = (
     TinyModel("tiny-random/VoxCPM2", build_voxcpm2),
     TinyModel("tiny-random/VoxCPM1.5", build_voxcpm15),
@@ -158,4 +160,6 @@ CONTRACT = ContractCase(
     locked={"inference_timesteps": 3},
     bad_value=("cfg_value", 50, "cfg_value: Input should be less than or equal to 10"),
     bad_variable=("VOXCPM_LORA_SHA256", "not-a-digest", "VOXCPM_LORA_SHA256: String should match pattern"),
+    # The library caps max_len at 6 patches per text token (+10): a long job needs a long text.
+    long_job_input={"target_text": LONG_TEXT, "max_len": 3000, "retry_badcase": False},
 )
