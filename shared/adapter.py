@@ -32,11 +32,26 @@ class JobContext:
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """Data a job returns beside its audio (e.g. voice latents), reported as details[<name>].
+
+    Inline as base64 while the result stays under RESULT_MAX_BYTES; otherwise uploaded beside the audio
+    and reported as an s3:// URI and a presigned URL (or the job fails with the reason, without a bucket).
+    """
+
+    data: bytes
+    fields: dict[str, Any]  # JSON-safe facts about the data, reported with it
+    extension: str = "bin"
+    content_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True)
 class Prediction:
     outputs: list[Audio]  # one per output file
     details: dict[str, Any] = field(default_factory=dict)  # JSON-safe facts for the result's "details"
     # Top-level result fields, beside the shared ones, that existing clients of this model expect.
     response_fields: dict[str, Any] = field(default_factory=dict)
+    attachments: dict[str, Attachment] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ returns an error and sets "refresh_worker" so RunPod replaces the worker after t
 
 from __future__ import annotations
 
+import base64
+import json
 import random
 import secrets
 import threading
@@ -22,9 +24,9 @@ from loguru import logger
 
 from shared import audio as audio_codec
 from shared import memory, storage
-from shared.adapter import JobContext, LoadTarget, ModelAdapter, Prediction
+from shared.adapter import Attachment, JobContext, LoadTarget, ModelAdapter, Prediction
 from shared.audio import Audio
-from shared.errors import SettingsError, WorkerError
+from shared.errors import SettingsError, StorageError, WorkerError
 from shared.fetch import fetch_audio_bytes
 from shared.logs import redact
 from shared.model_cache import LoadInfo, ModelCache
@@ -236,7 +238,43 @@ class Worker:
         if self.locked:
             result["locked_parameters"] = self.locked
         aliases = first_output_aliases(outputs, self.adapter_class.first_output_fields)
-        return result | aliases | prediction.response_fields
+        result |= aliases | prediction.response_fields
+        return self._fit_under_limit(result, prediction.attachments, destination, job_id)
+
+    def _fit_under_limit(
+        self, result: dict[str, Any], attachments: dict[str, Attachment], destination: storage.Destination, job_id: str
+    ) -> dict[str, Any]:
+        """Attachments inline while the result stays under RESULT_MAX_BYTES, else beside the audio in S3;
+        a result that still does not fit fails with the reason (RunPod would drop it without one)."""
+        limit = self.settings.result_max_bytes
+        details = result.setdefault("details", {}) if attachments else {}
+        for name, attachment in attachments.items():
+            inline = {"bytes": len(attachment.data), "base64": base64.b64encode(attachment.data).decode()}
+            details[name] = attachment.fields | inline
+        size = len(json.dumps(result))
+        if size > limit and attachments:
+            if destination.kind is not storage.DestinationKind.S3:
+                names = ", ".join(f"details.{name}" for name in attachments)
+                raise StorageError(
+                    f"{names}: the result would be {size} bytes, over RESULT_MAX_BYTES={limit} (RunPod drops larger "
+                    "results); configure S3 (BUCKET_NAME, BUCKET_ENDPOINT_URL, BUCKET_ACCESS_KEY_ID, "
+                    "BUCKET_SECRET_ACCESS_KEY) to receive it as a file, or send a shorter input"
+                )
+            for name, attachment in attachments.items():
+                key = storage.attachment_key(destination, self.name, job_id, name, attachment.extension)
+                location = storage.upload(
+                    self.settings.s3, destination.bucket, key, attachment.data, attachment.content_type
+                )
+                details[name] = attachment.fields | {"bytes": len(attachment.data)} | location
+                logger.info("details.{}: {} bytes uploaded to {}", name, len(attachment.data), location["s3_uri"])
+            size = len(json.dumps(result))
+        if size > limit:
+            raise StorageError(
+                f"result: {size} bytes, over RESULT_MAX_BYTES={limit} (RunPod drops larger results); "
+                "ask for fewer or shorter outputs, or upload instead of return_base64"
+            )
+        logger.info("result: {} bytes", size)
+        return result
 
     def _generate(
         self, request: JobRequest, decoded: dict[AudioLabel, Audio], job: JobContext, timer: _Timer

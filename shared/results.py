@@ -7,7 +7,7 @@ from typing import Any
 
 from shared.audio import Audio
 from shared.formats import AUDIO_FORMATS
-from shared.schemas import JobRequest
+from shared.schemas import BulkyInput, JobRequest, marked_fields
 
 
 def describe_output(
@@ -26,7 +26,7 @@ def describe_output(
 
 
 def parameters_used(request: JobRequest, seed: int) -> dict[str, Any]:
-    """The request as validated, with the seed that ran; input audio (megabytes of base64) is not echoed."""
+    """The request as validated, with the seed that ran; input audio and other bulky data are not echoed."""
     used = request.model_dump(mode="json")
     used["seed"] = seed
     for label in request.input_audio():
@@ -34,6 +34,9 @@ def parameters_used(request: JobRequest, seed: int) -> dict[str, Any]:
             used[label.field] = "<provided>"
         else:
             used[label.field][label.index] = "<provided>"
+    for name in marked_fields(type(request), BulkyInput):
+        if used[name] is not None:
+            used[name] = "<provided>"
     return used
 
 

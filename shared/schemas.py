@@ -54,6 +54,11 @@ class AudioLabel(NamedTuple):
         return self.field if self.index is None else f"{self.field}.{self.index}"
 
 
+class BulkyInput:
+    """Marks a request field holding data other than audio (megabytes of base64, e.g. latents): the result
+    reports it as "<provided>" instead of echoing it, as it does for input audio."""
+
+
 class AudioSourceMarker:
     """Marks a request field as input audio, so the pipeline fetches and decodes it before generation."""
 
@@ -80,11 +85,20 @@ def check_audio_source(value: str, info: ValidationInfo) -> str:
 AudioSource = Annotated[str, AfterValidator(check_audio_source), AudioSourceMarker()]
 
 
-def _holds_audio_source(annotation: Any) -> bool:
-    """True for AudioSource, also inside Optional/Union (where pydantic keeps the marker nested)."""
+def _holds(annotation: Any, marker: type) -> bool:
+    """True when the annotation carries the marker, also inside Optional/Union (pydantic keeps it nested)."""
     if get_origin(annotation) is Annotated:
-        return any(isinstance(meta, AudioSourceMarker) for meta in get_args(annotation)[1:])
-    return any(_holds_audio_source(arg) for arg in get_args(annotation))
+        return any(isinstance(meta, marker) for meta in get_args(annotation)[1:])
+    return any(_holds(arg, marker) for arg in get_args(annotation))
+
+
+def marked_fields(request_model: type[BaseModel], marker: type) -> list[str]:
+    """The fields of a request model that carry the marker (bare, or inside Optional/list)."""
+    return [
+        name
+        for name, info in request_model.model_fields.items()
+        if any(isinstance(meta, marker) for meta in info.metadata) or _holds(info.annotation, marker)
+    ]
 
 
 class JobRequest(BaseModel):
@@ -130,10 +144,9 @@ class JobRequest(BaseModel):
         Every AudioSource field is included; a list field gives one label per item.
         """
         sources: dict[AudioLabel, str] = {}
-        for name, info in type(self).model_fields.items():
+        for name in marked_fields(type(self), AudioSourceMarker):
             value = getattr(self, name)
-            marked = any(isinstance(meta, AudioSourceMarker) for meta in info.metadata)  # a bare AudioSource field
-            if value is None or not (marked or _holds_audio_source(info.annotation)):
+            if value is None:
                 continue
             if isinstance(value, str):
                 sources[AudioLabel(name)] = value

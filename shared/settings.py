@@ -143,6 +143,14 @@ class Settings(EnvSettings):
     inline_max_bytes: int = Field(
         4 * MIB, ge=0, le=7 * MIB, validation_alias="INLINE_OUTPUT_MAX_BYTES", description="cap of return_base64"
     )
+    # RunPod keeps 10 MB of a /run job's output (20 MB for /runsync) and silently drops a larger one.
+    result_max_bytes: int = Field(
+        9_500_000,
+        ge=10_000,
+        le=20_000_000,
+        validation_alias="RESULT_MAX_BYTES",
+        description="largest result JSON a job returns; bigger data goes to S3 or the job fails with a reason",
+    )
     input_audio_max_bytes: int = Field(
         20 * MIB, ge=1024, le=1024 * MIB, validation_alias="INPUT_AUDIO_MAX_BYTES", description="cap of input audio"
     )

@@ -122,6 +122,14 @@ def object_key(destination: Destination, worker: str, job_id: str, index: int, e
     return f"{prefix}{worker}/{job_id}-{index}.{extension}"
 
 
+def attachment_key(destination: Destination, worker: str, job_id: str, name: str, extension: str) -> str:
+    """Beside the audio: <the exact key without extension>-<name>, or <prefix>/<worker>/<job id>-<name>."""
+    if destination.key:
+        return f"{destination.key.rsplit('.', 1)[0]}-{name}.{extension}"
+    prefix = f"{destination.prefix}/" if destination.prefix else ""
+    return f"{prefix}{worker}/{job_id}-{name}.{extension}"
+
+
 def store(
     destination: Destination, outputs: list[bytes], audio_format: str, worker: str, job_id: str, settings: Settings
 ) -> list[dict[str, str]]:

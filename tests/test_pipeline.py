@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+from typing import Annotated
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from shared.audio import Audio
 from shared.model_cache import ModelCache
 from shared.progress import AudioStream
 from shared.results import first_output_aliases, parameters_used
-from shared.schemas import AudioSource, JobRequest, parse_request
+from shared.schemas import AudioSource, BulkyInput, JobRequest, parse_request
 from shared.settings import Mp3Settings, Residency
 from tests.support import REPO
 
@@ -87,13 +88,15 @@ def test_streamed_audio_is_split_into_items_under_the_limit():
 class _TwoVoices(JobRequest):
     voice: AudioSource
     extra: list[AudioSource] = []
+    latents: Annotated[str, BulkyInput()] | None = None
 
 
 @pytest.mark.unit
 def test_input_audio_is_not_echoed_and_first_output_aliases():
-    request = parse_request(_TwoVoices, {"voice": "QUJD", "extra": ["QUJD", "https://example.com/a.wav"]}, 10_000)
-    used = parameters_used(request, seed=5)
+    raw = {"voice": "QUJD", "extra": ["QUJD", "https://example.com/a.wav"], "latents": "QUJD" * 1000}
+    used = parameters_used(parse_request(_TwoVoices, raw, 10_000), seed=5)
     assert used["voice"] == "<provided>" and used["extra"] == ["<provided>", "<provided>"] and used["seed"] == 5
+    assert used["latents"] == "<provided>"
     outputs = [{"path": "/tmp/a.wav", "sample_rate": 24000}]
     aliases = {"audio_url": ("url", "path"), "sample_rate": ("sample_rate",)}
     assert first_output_aliases(outputs, aliases) == {"audio_url": "/tmp/a.wav", "sample_rate": 24000}

@@ -111,6 +111,14 @@ def test_inline_output_over_the_cap_and_the_local_folder_default(start_worker):
     small_cap.stop()
 
 
+def test_a_result_over_the_payload_limit_fails_with_the_reason(start_worker):
+    capped = start_worker(VEHICLE, RESULT_MAX_BYTES="10000", INLINE_OUTPUT_MAX_BYTES="4000000")
+    error = capped.error(JOB | {"return_base64": True})
+    assert re.match(r"result: \d+ bytes, over RESULT_MAX_BYTES=10000 \(RunPod drops larger results\)", error), error
+    assert capped.result(JOB)["outputs"]  # a small result still goes through
+    capped.stop()
+
+
 def test_one_shot_run_exits_by_the_job_outcome(tiny_volume, tmp_path):
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("BUCKET_", "RUNPOD_"))},

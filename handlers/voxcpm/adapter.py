@@ -23,7 +23,7 @@ from voxcpm.model.voxcpm import LoRAConfig
 from handlers.voxcpm.catalog import CATALOG
 from handlers.voxcpm.config import VoxCPMConfig
 from handlers.voxcpm.schema import VoxCPMRequest
-from shared.adapter import JobContext, ModelAdapter, Prediction
+from shared.adapter import Attachment, JobContext, ModelAdapter, Prediction
 from shared.audio import Audio
 from shared.errors import InputError, ModelFilesError
 from shared.fetch import fetch_artifact
@@ -181,7 +181,8 @@ class VoxCPM(ModelAdapter[VoxCPMRequest, VoxCPMConfig]):
         if request.task == "encode_latents":
             latents = self._encode(audio_inputs[PROMPT_AUDIO])
             info = self.model_info()
-            return Prediction([], {"model_info": info, "latents": _latents_result(latents, self)}, {"model_info": info})
+            attachments = {"latents": _latents_attachment(latents, self)}
+            return Prediction([], {"model_info": info}, {"model_info": info}, attachments)
         cache = None
         if PROMPT_AUDIO in audio_inputs:
             cache = {"prompt_text": request.prompt_text, "audio_feat": self._encode(audio_inputs[PROMPT_AUDIO])}
@@ -235,10 +236,10 @@ class VoxCPM(ModelAdapter[VoxCPMRequest, VoxCPMConfig]):
         return self._text_normalizer
 
 
-def _latents_result(latents: torch.Tensor, adapter: VoxCPM) -> dict[str, Any]:
+def _latents_attachment(latents: torch.Tensor, adapter: VoxCPM) -> Attachment:
+    """Prompt latents as little-endian float32 (frames, patch_size, feat_dim), with what reading them needs."""
     frames, patch, dim = latents.shape
-    return {
-        "base64": base64.b64encode(latents.numpy().astype("<f4").tobytes()).decode(),
+    fields = {
         "dtype": "float32",
         "frames": frames,
         "patch_size": patch,
@@ -246,3 +247,4 @@ def _latents_result(latents: torch.Tensor, adapter: VoxCPM) -> dict[str, Any]:
         "sample_rate": adapter.input_sample_rate,
         "architecture": adapter.architecture,
     }
+    return Attachment(latents.numpy().astype("<f4").tobytes(), fields, extension="f32")

@@ -10,7 +10,7 @@ from pydantic import AfterValidator, Field, StringConstraints, ValidationInfo, m
 
 from shared import audio as audio_codec
 from shared.formats import AUDIO_FORMATS
-from shared.schemas import AudioSource, JobRequest, decode_base64_audio
+from shared.schemas import AudioSource, BulkyInput, JobRequest, decode_base64_audio
 
 
 def _check_latents(value: str, info: ValidationInfo) -> str:
@@ -38,7 +38,7 @@ class VoxCPMRequest(JobRequest):
     prompt_audio_format: Literal["wav", "mp3", "flac", "ogg"] | None = Field(
         None, description="Container of base64 prompt_audio, checked against the bytes (decoding detects it)."
     )
-    prompt_latents: Annotated[str, AfterValidator(_check_latents)] | None = Field(
+    prompt_latents: Annotated[str, AfterValidator(_check_latents), BulkyInput()] | None = Field(
         None, description="Precomputed prompt latents from encode_latents: base64 little-endian float32."
     )
     prompt_text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)] | None = Field(

@@ -184,3 +184,25 @@ def test_lora_with_a_wrong_checksum_is_refused(start_worker, s3_server, lora_fil
     assert "start-up failed" in lora_worker.logs()  # known before the first job
     assert lora_worker.error({"target_text": "y"}) == error
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.safetensors"))
+
+
+def test_latents_too_big_for_the_result_go_beside_the_audio(start_worker, s3_server, worker):
+    prompt = _prompt_wav(seconds=5.0)  # ~5 s of latents: ~32 KB, ~43 KB as base64
+    inline = _result(worker, {"task": "encode_latents", "prompt_audio": prompt})["details"]["latents"]
+    small = start_worker("voxcpm", RESULT_MAX_BYTES="20000", **s3_server.env())
+    uploaded = _result(small, {"task": "encode_latents", "prompt_audio": prompt})["details"]["latents"]
+    assert "base64" not in uploaded and uploaded["s3_uri"].startswith("s3://audio-results/outputs/voxcpm/")
+    assert uploaded["s3_uri"].endswith("-latents.f32") and uploaded["bytes"] == len(base64.b64decode(inline["base64"]))
+    assert requests.get(uploaded["url"], timeout=30).content == base64.b64decode(inline["base64"])
+    assert {k: v for k, v in uploaded.items() if k not in ("s3_uri", "url")} == {
+        k: v for k, v in inline.items() if k != "base64"
+    }
+    small.stop()
+
+
+def test_latents_too_big_without_a_bucket_fail_with_the_reason(start_worker):
+    no_bucket = start_worker("voxcpm", RESULT_MAX_BYTES="20000")
+    error = no_bucket.error({"task": "encode_latents", "prompt_audio": _prompt_wav(seconds=5.0)})
+    assert error.startswith("details.latents: the result would be ")
+    assert "over RESULT_MAX_BYTES=20000 (RunPod drops larger results); configure S3" in error
+    no_bucket.stop()
