@@ -26,6 +26,7 @@ from shared import audio as audio_codec
 from shared import memory, storage
 from shared.adapter import Attachment, JobContext, LoadTarget, ModelAdapter, Prediction
 from shared.audio import Audio
+from shared.cuda import choose_device, host_facts
 from shared.errors import SettingsError, StorageError, WorkerError
 from shared.fetch import fetch_audio_bytes
 from shared.logs import redact
@@ -55,14 +56,11 @@ def is_cuda_fault(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("CUDA error" in str(exc) or "CUBLAS_STATUS" in str(exc))
 
 
-def choose_device_and_dtype(settings: Settings, gpu_dtype: torch.dtype) -> tuple[torch.device, torch.dtype]:
-    """DEVICE=auto takes the GPU when there is one; MODEL_DTYPE=auto is the model's GPU dtype there, float32 on CPU."""
-    wanted = settings.device
-    use_cuda = wanted == "cuda" or (wanted == "auto" and torch.cuda.is_available())
-    device = torch.device("cuda" if use_cuda else "cpu")
+def choose_dtype(settings: Settings, gpu_dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """MODEL_DTYPE=auto is the model's GPU dtype on a GPU, float32 on CPU."""
     if settings.dtype != "auto":
-        return device, getattr(torch, settings.dtype)
-    return device, gpu_dtype if device.type == "cuda" else torch.float32
+        return getattr(torch, settings.dtype)
+    return gpu_dtype if device.type == "cuda" else torch.float32
 
 
 class _Timer:
@@ -100,6 +98,8 @@ class Worker:
         self.config = config if config is not None else read_settings(adapter_class.config_model)
         self.name = adapter_class.name()
         self.model_id = self.settings.model_id or adapter_class.catalog.default_model_id
+        # A GPU this torch cannot use is a start-up error, never a silent fall-back to the CPU.
+        self.device = torch.device(choose_device(self.settings.device, host_facts()))
         self.residency = self.settings.residency or adapter_class.default_residency
         if self.residency is Residency.OFFLOAD and not adapter_class.supports_offload:
             raise SettingsError(
@@ -148,9 +148,9 @@ class Worker:
 
     def _load_model(self) -> ModelAdapter:
         model_dir = self.check_volume()
-        device, dtype = choose_device_and_dtype(self.settings, self.adapter_class.gpu_dtype)
-        logger.info("loading {} from {} on {} as {}", self.model_id, model_dir, device, dtype)
-        target = LoadTarget(model_dir, self.model_id, device, dtype, self.residency)
+        dtype = choose_dtype(self.settings, self.adapter_class.gpu_dtype, self.device)
+        logger.info("loading {} from {} on {} as {}", self.model_id, model_dir, self.device, dtype)
+        target = LoadTarget(model_dir, self.model_id, self.device, dtype, self.residency)
         adapter = self.adapter_class(target, self.config, self.settings)
         adapter.setup()
         return adapter

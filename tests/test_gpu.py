@@ -83,3 +83,13 @@ def test_a_real_out_of_memory_asks_for_a_new_worker(tiny_volume, tmp_path, monke
     result = started.run(_job(worker))
     assert result["refresh_worker"] is True and result["error"].startswith("GPU fault (OutOfMemoryError")
     assert not started.cache.is_loaded
+
+
+def test_this_gpu_host_is_accepted_for_what_it_is():
+    from shared.cuda import choose_device, host_facts
+
+    facts = host_facts()
+    assert facts.gpus and facts.torch_sees_gpu and facts.driver
+    assert int(facts.driver.split(".")[0]) >= 580
+    assert choose_device("auto", facts) == choose_device("cuda", facts) == "cuda"
+    print(f"host: {facts}")
