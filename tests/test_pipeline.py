@@ -112,3 +112,37 @@ def test_model_libraries_are_offline_before_they_are_imported():
     done = subprocess.run([sys.executable, "-c", check], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[-2:] == ["True", "True"]
+
+
+@pytest.mark.tiny
+def test_a_gpu_fault_on_a_streaming_deployment_asks_the_sdk_to_stop_the_worker(tiny_volume, tmp_path, monkeypatch):
+    """The SDK reads refresh_worker only from plain handlers; the streaming handler sets it for the worker."""
+    import asyncio
+
+    import torch
+
+    from shared.pipeline import Worker
+    from shared.serving import streaming_job_handler
+    from shared.settings import Settings
+
+    worker = next(w for w in workers.worker_names() if workers.adapter_class(w).streams)
+    settings = Settings(
+        volume_root=tiny_volume.ensure(worker), model_id=tiny_volume.model_id(worker), output_dir=tmp_path
+    )
+    started = Worker(workers.adapter_class(worker), settings)
+    started.start()
+
+    def fault(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(started.cache._model, "predict", fault)
+    config: dict = {}
+    handler = streaming_job_handler(started, lambda: config.update(refresh_worker=True))
+    job_input = workers.module(worker, "fixtures").CONTRACT.job_input
+
+    async def items() -> list[dict]:
+        return [item async for item in handler({"id": "oom", "input": job_input})]
+
+    [result] = asyncio.run(items())
+    assert result["error"].startswith("GPU fault (OutOfMemoryError") and "refresh_worker" not in result
+    assert config == {"refresh_worker": True}
