@@ -127,3 +127,18 @@ def test_a_streaming_deployment_answers_plain_requests_with_the_result_item(star
     assert "outputs" in item.body["output"] and done.body == {"output": []}
     refused = platform.submit(contract(worker).job_input | {"cfg_value": 50})
     assert "cfg_value" in platform.result(refused).body["error"]  # an error item fails the job
+
+
+def test_no_gpu_for_device_cuda_is_every_jobs_answer(start_on_platform):
+    worker = WORKERS[0]
+    platform, handle = start_on_platform(worker, DEVICE="cuda")
+    posted = platform.result(platform.submit(contract(worker).job_input))
+    assert posted.body["error"].startswith("DEVICE=cuda: no NVIDIA GPU is visible to this worker")
+    assert handle.process.poll() is None
+
+
+def test_a_result_over_the_limit_is_a_failed_job_with_the_reason_not_a_dropped_one(start_on_platform):
+    worker = WORKERS[0]
+    platform, _ = start_on_platform(worker, RESULT_MAX_BYTES="10000")
+    posted = platform.result(platform.submit(contract(worker).job_input | {"return_base64": True}))
+    assert "over RESULT_MAX_BYTES=10000" in posted.body["error"] and posted.size < 10_000
