@@ -57,6 +57,18 @@ class TinyVolume:
     def model_id(self, worker: str) -> str:
         return workers.module(worker, "fixtures").TINY_MODELS[0].model_id
 
+    def worker_env(self, worker: str, folder: Path, **env: str) -> dict[str, str]:
+        """A worker process's environment: this volume, its tiny model, nothing of the caller's S3 or RunPod."""
+        clean_env = {k: v for k, v in os.environ.items() if not k.startswith(("BUCKET_", "AWS_", "RUNPOD_"))}
+        return {
+            **clean_env,
+            "VOLUME_ROOT": str(self.ensure(worker)),
+            "MODEL_ID": self.model_id(worker),
+            "OUTPUT_DIR": str(folder / "outputs"),
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+
 
 @pytest.fixture(scope="session")
 def tiny_volume(tmp_path_factory: pytest.TempPathFactory) -> TinyVolume:
@@ -129,15 +141,7 @@ def start_worker(tmp_path_factory: pytest.TempPathFactory, tiny_volume: TinyVolu
     def start(worker: str, wait: bool = True, **env: str) -> WorkerProcess:
         folder = tmp_path_factory.mktemp(f"worker-{worker}")
         port = free_port()
-        clean_env = {k: v for k, v in os.environ.items() if not k.startswith(("BUCKET_", "AWS_", "RUNPOD_"))}
-        full_env = {
-            **clean_env,
-            "VOLUME_ROOT": str(tiny_volume.ensure(worker)),
-            "MODEL_ID": tiny_volume.model_id(worker),
-            "OUTPUT_DIR": str(folder / "outputs"),
-            "PYTHONUNBUFFERED": "1",
-            **env,
-        }
+        full_env = tiny_volume.worker_env(worker, folder, **env)
         log = folder / "worker.log"
         command = [sys.executable, "-m", f"handlers.{worker}", "--rp_serve_api", "--rp_api_port", str(port)]
         with log.open("w") as log_file:
@@ -169,16 +173,7 @@ def start_on_platform(tmp_path_factory: pytest.TempPathFactory, tiny_volume: Tin
     def start(worker: str, **env: str) -> tuple[RunPodPlatform, WorkerProcess]:
         platform = RunPodPlatform()
         folder = tmp_path_factory.mktemp(f"platform-{worker}")
-        clean_env = {k: v for k, v in os.environ.items() if not k.startswith(("BUCKET_", "AWS_", "RUNPOD_"))}
-        full_env = {
-            **clean_env,
-            **platform.env(),
-            "VOLUME_ROOT": str(tiny_volume.ensure(worker)),
-            "MODEL_ID": tiny_volume.model_id(worker),
-            "OUTPUT_DIR": str(folder / "outputs"),
-            "PYTHONUNBUFFERED": "1",
-            **env,
-        }
+        full_env = tiny_volume.worker_env(worker, folder, **platform.env(), **env)
         log = folder / "worker.log"
         with log.open("w") as log_file:
             process = subprocess.Popen(
