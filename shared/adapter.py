@@ -81,6 +81,7 @@ class ModelAdapter(ABC, Generic[RequestT, ConfigT]):
     default_residency: ClassVar[Residency] = Residency.KEEP
     supports_offload: ClassVar[bool] = False  # True: setup() honours Residency.OFFLOAD
     input_channels: ClassVar[int] = 1
+    max_input_seconds: ClassVar[float] = 600.0  # the longest input audio a request may send, whichever field
     # Top-level aliases of the first output's fields, for clients of the model's earlier API:
     # result name -> the output fields to take it from, first present wins.
     first_output_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {}

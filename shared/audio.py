@@ -97,12 +97,25 @@ def container_of(data: bytes) -> str | None:
         return None
 
 
-def decode(data: bytes, source_name: str) -> Audio:
-    """Decode any container libsndfile reads (WAV, FLAC, MP3, OGG/Vorbis/Opus, AIFF...)."""
+def decode(data: bytes, source_name: str, max_seconds: float | None = None) -> Audio:
+    """Decode any container libsndfile reads (WAV, FLAC, MP3, OGG/Vorbis/Opus, AIFF...).
+
+    With `max_seconds`, the length is checked from the header first: a few MiB of low-rate audio can
+    hold hours, which would cost gigabytes once decoded and resampled.
+    """
+    if max_seconds is not None:
+        try:
+            info = soundfile.info(io.BytesIO(data))
+        except (soundfile.LibsndfileError, RuntimeError, TypeError):
+            info = None  # not readable: the decode below says why
+        if info is not None and info.samplerate and info.frames / info.samplerate > max_seconds:
+            seconds = info.frames / info.samplerate
+            raise InputError(f"{source_name}: audio is {seconds:.1f} s long, over this worker's {max_seconds:g} s cap")
     try:
         samples, sample_rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise InputError(f"{source_name}: audio does not decode ({exc})") from None
+        reason = str(exc).rsplit(": ", 1)[-1]  # libsndfile names the in-memory file by its repr: keep the reason
+        raise InputError(f"{source_name}: audio does not decode ({reason})") from None
     if samples.shape[0] == 0:
         raise InputError(f"{source_name}: audio is empty")
     return Audio(samples, int(sample_rate))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import time
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -18,10 +19,40 @@ import urllib3
 from shared.errors import InputError
 from shared.schemas import decode_base64_audio
 from shared.settings import Settings
-from shared.storage import open_s3_object
+from shared.storage import check_s3_bucket, check_s3_key, open_s3_object
 
 _MAX_REDIRECTS = 3
-_TIMEOUT = urllib3.Timeout(connect=10, read=60)
+
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_SITE_LOCAL = ipaddress.ip_network("fec0::/10")  # deprecated, but still not public
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries: mapped, compatible (::a.b.c.d), NAT64, 6to4 or Teredo."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]  # the client's address
+    packed = address.packed
+    if address in _NAT64 or (packed[:12] == bytes(12) and packed[12:] != bytes(4) and int(address) > 1):
+        return ipaddress.IPv4Address(packed[12:])  # NAT64 well-known prefix, or deprecated ::a.b.c.d
+    return None
+
+
+def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Only global unicast addresses; an IPv6 address that embeds an IPv4 one is judged by that one too."""
+    if not address.is_global or address.is_multicast:
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in _SITE_LOCAL:
+            return False
+        inner = embedded_ipv4(address)
+        if inner is not None and not is_public(inner):
+            return False
+    return True
 
 
 def _public_address(host: str, port: int, field: str, allow_private: bool) -> str:
@@ -32,7 +63,7 @@ def _public_address(host: str, port: int, field: str, allow_private: bool) -> st
     addresses = [ipaddress.ip_address(answer[4][0].split("%")[0]) for answer in answers]
     if not allow_private:
         for address in addresses:
-            if not address.is_global or address.is_multicast:
+            if not is_public(address):
                 raise InputError(
                     f"{field}: URL host {host!r} resolves to non-public address {address}; "
                     "private, loopback and link-local addresses are refused"
@@ -40,29 +71,39 @@ def _public_address(host: str, port: int, field: str, allow_private: bool) -> st
     return str(addresses[0])
 
 
-def _read_capped(response: urllib3.BaseHTTPResponse, field: str, max_bytes: int) -> bytes:
+def _read_capped(response: urllib3.BaseHTTPResponse, field: str, max_bytes: int, deadline: float, limit: int) -> bytes:
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise InputError(f"{field}: remote file is {declared} bytes, over the {max_bytes}-byte cap")
     chunks, total = [], 0
-    for chunk in response.stream(64 * 1024):
+    while chunk := response.read1(64 * 1024):  # whatever has arrived: the deadline is checked as bytes trickle
         total += len(chunk)
         if total > max_bytes:
             raise InputError(f"{field}: remote file exceeds the {max_bytes}-byte cap")
+        if time.monotonic() > deadline:
+            raise InputError(f"{field}: the download took over {limit:g} s (INPUT_AUDIO_FETCH_TIMEOUT_SECONDS)")
         chunks.append(chunk)
     return b"".join(chunks)
 
 
 def _fetch_url(url: str, field: str, settings: Settings, max_bytes: int) -> bytes:
+    """GET with every hop checked, under one deadline for the whole download (a server trickling bytes
+    would otherwise hold the job); any transport failure is an error naming the field."""
+    limit = settings.input_fetch_timeout_s
+    deadline = time.monotonic() + limit
     for _ in range(_MAX_REDIRECTS + 1):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InputError(f"{field}: only http(s) URLs are fetched, got {parts.scheme!r}")
+        if parts.username is not None or parts.password is not None:
+            raise InputError(f"{field}: URLs with a user name or password (user:pass@host) are refused")
         port = parts.port or (443 if parts.scheme == "https" else 80)
         address = _public_address(parts.hostname, port, field, settings.allow_private_urls)
         pool_class = urllib3.HTTPSConnectionPool if parts.scheme == "https" else urllib3.HTTPConnectionPool
         tls = {"server_hostname": parts.hostname, "assert_hostname": parts.hostname} if parts.scheme == "https" else {}
-        pool = pool_class(address, port, timeout=_TIMEOUT, retries=False, **tls)
+        remaining = max(deadline - time.monotonic(), 0.1)
+        timeout = urllib3.Timeout(connect=min(10.0, remaining), read=remaining)
+        pool = pool_class(address, port, timeout=timeout, retries=False, **tls)
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
@@ -79,7 +120,9 @@ def _fetch_url(url: str, field: str, settings: Settings, max_bytes: int) -> byte
                 continue
             if response.status != 200:
                 raise InputError(f"{field}: fetching the URL answered HTTP {response.status}")
-            return _read_capped(response, field, max_bytes)
+            return _read_capped(response, field, max_bytes, deadline, limit)
+        except urllib3.exceptions.HTTPError as exc:  # a read that timed out, a connection cut mid-body
+            raise InputError(f"{field}: the download from {parts.netloc} failed ({type(exc).__name__})") from None
         finally:
             response.release_conn()
             pool.close()
@@ -108,6 +151,8 @@ def fetch_audio_bytes(source: str, field: str, settings: Settings) -> bytes:
         return _fetch_url(source, field, settings, settings.input_audio_max_bytes)
     if source.startswith("s3://"):
         bucket, _, key = source[5:].partition("/")
+        check_s3_bucket(settings.s3, bucket, field)
+        check_s3_key(settings.s3, key, field)
         return open_s3_object(settings.s3, bucket, key, field, settings.input_audio_max_bytes)
     data = decode_base64_audio(source)
     if len(data) > settings.input_audio_max_bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from typing import Any, TextIO
 
 from loguru import logger
 
@@ -31,11 +32,28 @@ def redact(text: str) -> str:
     return _SIGNED_QUERY.sub(r"\1***", text)
 
 
-def _redacting_sink(message: str) -> None:
-    sys.stderr.write(redact(str(message)))
+class _RedactingStream:
+    """stdout/stderr for every writer in the process (the runpod SDK prints its own lines, results
+    included): what reaches the terminal or the container log is redacted."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(redact(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def configure_logging() -> None:
+    if not isinstance(sys.stdout, _RedactingStream):
+        sys.stdout = _RedactingStream(sys.stdout)
+        sys.stderr = _RedactingStream(sys.stderr)
     logger.remove()
     logger.configure(extra={"job_id": "-"})
-    logger.add(_redacting_sink, format=_FORMAT, level=os.environ.get("LOG_LEVEL", "INFO").upper(), colorize=False)
+    logger.add(sys.stderr, format=_FORMAT, level=log_level(), colorize=False)
+
+
+def log_level() -> str:
+    return os.environ.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"

@@ -195,9 +195,12 @@ class Worker:
             destination = storage.choose_destination(
                 settings.s3, request.s3_bucket, request.s3_key, request.s3_prefix, request.return_base64
             )
+            storage.check_key_length(destination, self.name, job_id, request.output_count())
         with timer.stage("fetch_input"):
             decoded = {
-                label: audio_codec.decode(fetch_audio_bytes(source, str(label), settings), str(label))
+                label: audio_codec.decode(
+                    fetch_audio_bytes(source, str(label), settings), str(label), self.adapter_class.max_input_seconds
+                )
                 for label, source in request.input_audio().items()
             }
         seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
@@ -212,7 +215,8 @@ class Worker:
             data = [payload for payload, _ in encoded]
             locations = storage.store(destination, data, request.format, self.name, job_id, settings)
         for index, location in enumerate(locations):
-            logger.info("output {}: {}", index, location.get("s3_uri") or location.get("path") or "inline base64")
+            where = location.get("s3_uri") or location.get("path") and settings.output_dir / location["path"]
+            logger.info("output {}: {}", index, where or "inline base64")
         timer.seconds["total"] = round(sum(timer.seconds.values()), 4)
         outputs = [
             describe_output(index, audio, payload, rate, request.format, location)

@@ -63,6 +63,16 @@ class AudioSourceMarker:
     """Marks a request field as input audio, so the pipeline fetches and decodes it before generation."""
 
 
+def _base64_payload(value: str) -> str:
+    """The base64 part of a value: after the comma of a data: URI, else the value itself."""
+    if not value.startswith("data:"):
+        return value
+    header, comma, payload = value.partition(",")
+    if not comma or not payload:
+        raise ValueError("a data: URI must be data:<type>;base64,<base64 audio>")
+    return payload
+
+
 def check_audio_source(value: str, info: ValidationInfo) -> str:
     """Accept an https/http URL, an s3:// URI, or base64 (optionally a data: URI) under the size cap."""
     if value.startswith(("https://", "http://")):
@@ -72,7 +82,7 @@ def check_audio_source(value: str, info: ValidationInfo) -> str:
         _check_bucket(bucket)
         _check_s3_key(key)
         return value
-    payload = value.split(",", 1)[1] if value.startswith("data:") else value
+    payload = _base64_payload(value)
     max_bytes = (info.context or {}).get("input_audio_max_bytes")
     decoded_size = len(payload) * 3 // 4
     if max_bytes is not None and decoded_size > max_bytes:
@@ -104,7 +114,7 @@ def marked_fields(request_model: type[BaseModel], marker: type) -> list[str]:
 class JobRequest(BaseModel):
     """Fields every handler accepts: output format, destination and seed."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
     format: AudioFormat = Field("wav", description="Audio container/codec of the output: " + ", ".join(AUDIO_FORMATS))
     s3_bucket: BucketName | None = Field(None, description="Bucket to upload to; default: BUCKET_NAME.")
@@ -157,10 +167,13 @@ class JobRequest(BaseModel):
 
 def _describe(error: dict[str, Any]) -> str:
     # Drop the union-branch tags pydantic puts in locations ("function-after[...]", "list[str]").
-    where = ".".join(str(part) for part in error["loc"] if isinstance(part, int) or part.isidentifier()) or "input"
+    parts = [str(part) for part in error["loc"] if isinstance(part, int) or "[" not in part]
     kind = error["type"]
     if kind == "extra_forbidden":
-        return f"{where}: unknown field"
+        key = str(error["loc"][-1])
+        shown = key if key.isidentifier() else repr(key)  # "bad key", "" and control characters stay visible
+        return f"{'.'.join([*parts[:-1], shown])}: unknown field"
+    where = ".".join(parts) or "input"
     if kind == "missing":
         return f"{where}: field required"
     message = error["msg"].removeprefix("Value error, ")
@@ -189,7 +202,7 @@ def parse_request(model: type[RequestT], raw: Any, input_audio_max_bytes: int) -
 
 
 def decode_base64_audio(value: str) -> bytes:
-    payload = re.sub(r"\s", "", value.split(",", 1)[1] if value.startswith("data:") else value)
+    payload = re.sub(r"\s", "", _base64_payload(value))
     decoder = base64.urlsafe_b64decode if ("-" in payload or "_" in payload) else base64.b64decode
     try:
         return decoder(payload + "=" * (-len(payload) % 4))

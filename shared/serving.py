@@ -129,7 +129,7 @@ def _run_once(runner: JobRunner, streaming: bool, test_input: Path) -> int:
     result = runner.run(job, streamed.append if streaming else None)
     if streamed:
         logger.info("streamed {} chunk(s)", len(streamed))
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2), file=sys.__stdout__)  # the answer itself: its URLs stay usable
     return 1 if "error" in result else 0
 
 

@@ -18,7 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
@@ -51,6 +51,10 @@ class ModelConfig(EnvSettings):
 
 def _lower(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
+
+
+def _comma_separated(value: Any) -> Any:
+    return tuple(item.strip() for item in value.split(",") if item.strip()) if isinstance(value, str) else value
 
 
 def _json_object(value: Any) -> Any:
@@ -93,8 +97,28 @@ class S3Settings(EnvSettings):
         None, validation_alias="BUCKET_NAME", description="default bucket; none anywhere: outputs go to OUTPUT_DIR"
     )
     region: str | None = Field(None, validation_alias="BUCKET_REGION", description="signing region; none: us-east-1")
+    allowed_buckets: Annotated[tuple[str, ...] | None, NoDecode, BeforeValidator(_comma_separated)] = Field(
+        None,
+        validation_alias="S3_ALLOWED_BUCKETS",
+        description="buckets requests may write to or read s3:// inputs from; none: BUCKET_NAME only",
+    )
+    required_prefix: str | None = Field(
+        None,
+        validation_alias="S3_REQUIRED_PREFIX",
+        description="a key prefix every output and s3:// input key must start with",
+    )
+    allow_overwrite: bool = Field(
+        False, validation_alias="S3_ALLOW_OVERWRITE", description="let outputs replace existing objects"
+    )
     key_prefix: str = Field(
         "outputs", validation_alias="S3_KEY_PREFIX", description="keys are <prefix>/<worker>/<job id>-<n>.<ext>"
+    )
+    timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        validation_alias="S3_TIMEOUT_SECONDS",
+        description="deadline for one S3 operation (an upload, an input read), retries included",
     )
     presign_expiry_s: int = Field(
         7 * 24 * 3600,
@@ -108,6 +132,20 @@ class S3Settings(EnvSettings):
     @classmethod
     def _strip_slashes(cls, prefix: str) -> str:
         return prefix.strip().strip("/") or "outputs"
+
+    def buckets_allowed(self) -> tuple[str, ...]:
+        if self.allowed_buckets is not None:
+            return self.allowed_buckets
+        return (self.bucket,) if self.bucket else ()
+
+    @model_validator(mode="after")
+    def _default_prefix_inside_the_required_one(self) -> S3Settings:
+        if self.required_prefix and not self.key_prefix.startswith(self.required_prefix.strip("/")):
+            raise ValueError(
+                f"environment variables S3_KEY_PREFIX ({self.key_prefix!r}) must start with "
+                f"S3_REQUIRED_PREFIX ({self.required_prefix!r})"
+            )
+        return self
 
 
 class Settings(EnvSettings):
@@ -153,6 +191,13 @@ class Settings(EnvSettings):
     )
     input_audio_max_bytes: int = Field(
         20 * MIB, ge=1024, le=1024 * MIB, validation_alias="INPUT_AUDIO_MAX_BYTES", description="cap of input audio"
+    )
+    input_fetch_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        validation_alias="INPUT_AUDIO_FETCH_TIMEOUT_SECONDS",
+        description="deadline for downloading one input audio URL, redirects included",
     )
     allow_private_urls: bool = Field(
         False,

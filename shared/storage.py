@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import base64
 import io
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 from boto3.exceptions import S3UploadFailedError
@@ -22,7 +26,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
-from shared.errors import InputError, StorageError
+from shared.errors import InputError, StorageError, WorkerError
 from shared.formats import AUDIO_FORMATS
 from shared.settings import S3Settings, Settings
 
@@ -36,7 +40,7 @@ def _client(s3: S3Settings) -> Any:
         s3={"addressing_style": "path" if s3.endpoint_url else "auto"},
         retries={"max_attempts": 4, "mode": "standard"},  # exponential backoff on throttling and 5xx
         connect_timeout=5,
-        read_timeout=60,
+        read_timeout=min(60.0, s3.timeout_s),
         signature_version="s3v4",
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
@@ -51,6 +55,23 @@ def _client(s3: S3Settings) -> Any:
     )
 
 
+# S3 calls run here so that each has one deadline, retries included (botocore bounds only each attempt).
+_S3_CALLS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="s3-call")
+T = TypeVar("T")
+
+
+def _within_deadline(s3: S3Settings, action: str, error: type[WorkerError], call: Callable[[], T]) -> T:
+    future = _S3_CALLS.submit(call)
+    try:
+        return future.result(timeout=s3.timeout_s)
+    except FuturesTimeout:
+        where = s3.endpoint_url or "AWS S3"
+        raise error(
+            f"{action}: {where} did not answer within {s3.timeout_s:g} s (S3_TIMEOUT_SECONDS); check "
+            "BUCKET_ENDPOINT_URL and the store's health"
+        ) from None
+
+
 def _explain(exc: Exception, action: str, s3: S3Settings) -> str:
     """A caller-facing reason that names the variables to check and never their values."""
     if isinstance(exc, S3UploadFailedError) and exc.__context__ is not None:
@@ -62,6 +83,8 @@ def _explain(exc: Exception, action: str, s3: S3Settings) -> str:
         return f"{action}: no S3 credentials (set BUCKET_ACCESS_KEY_ID and BUCKET_SECRET_ACCESS_KEY)"
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in {"PreconditionFailed", "412"}:
+            return f"{action}: the object already exists (outputs never replace one; S3_ALLOW_OVERWRITE=1 allows it)"
         if code in _ACCESS_DENIED:
             return (
                 f"{action}: S3 refused the credentials ({code}); check BUCKET_ACCESS_KEY_ID and "
@@ -76,14 +99,44 @@ def _explain(exc: Exception, action: str, s3: S3Settings) -> str:
 def open_s3_object(s3: S3Settings, bucket: str, key: str, field: str, max_bytes: int) -> bytes:
     """Read an input object, refusing one over the cap before downloading it."""
     client = _client(s3)
-    try:
+    action = f"{field}: reading s3://{bucket}/{key}"
+
+    def read() -> bytes:
         head = client.head_object(Bucket=bucket, Key=key)
         if head["ContentLength"] > max_bytes:
             size = head["ContentLength"]
             raise InputError(f"{field}: s3://{bucket}/{key} is {size} bytes, over the {max_bytes}-byte cap")
         return client.get_object(Bucket=bucket, Key=key)["Body"].read(max_bytes + 1)
-    except (BotoCoreError, ClientError) as exc:
-        raise InputError(_explain(exc, f"{field}: reading s3://{bucket}/{key}", s3)) from None
+
+    try:
+        return _within_deadline(s3, action, InputError, read)
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code")) in {"404", "NoSuchKey"} and _bucket_exists(client, bucket):
+            raise InputError(f"{field}: s3://{bucket}/{key} does not exist") from None
+        raise InputError(_explain(exc, action, s3)) from None
+    except BotoCoreError as exc:
+        raise InputError(_explain(exc, action, s3)) from None
+
+
+def _refuse_existing(client: Any, bucket: str, key: str) -> None:
+    try:
+        client.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code")) in {"404", "NoSuchKey", "NotFound"}:
+            return
+        raise
+    raise StorageError(
+        f"s3://{bucket}/{key} already exists; outputs never replace an object (S3_ALLOW_OVERWRITE=1 allows it)"
+    )
+
+
+def _bucket_exists(client: Any, bucket: str) -> bool:
+    """A HEAD answers 404 for a missing key and a missing bucket alike: ask about the bucket itself."""
+    try:
+        client.head_bucket(Bucket=bucket)
+    except (BotoCoreError, ClientError):
+        return False
+    return True
 
 
 class DestinationKind(StrEnum):
@@ -102,24 +155,65 @@ class Destination:
     prefix: str | None = None
 
 
+def check_s3_bucket(s3: S3Settings, bucket: str, field: str) -> None:
+    """The operator's trust boundary: requests reach only the buckets allowed (default: BUCKET_NAME)."""
+    allowed = s3.buckets_allowed()
+    if bucket not in allowed:
+        names = ", ".join(allowed) or "none"
+        raise InputError(
+            f"{field}: bucket {bucket!r} is not allowed on this endpoint (allowed: {names}; S3_ALLOWED_BUCKETS)"
+        )
+
+
+def check_s3_key(s3: S3Settings, key: str, field: str) -> None:
+    """With S3_REQUIRED_PREFIX, every key a request names stays under it."""
+    required = (s3.required_prefix or "").strip("/")
+    if required and not (key.strip("/") == required or key.startswith(f"{required}/")):
+        raise InputError(f"{field}: keys must start with {required}/ on this endpoint (S3_REQUIRED_PREFIX)")
+
+
 def choose_destination(
     s3: S3Settings, bucket: str | None, key: str | None, prefix: str | None, inline: bool
 ) -> Destination:
     if inline:
         return Destination(DestinationKind.INLINE)
+    if bucket:
+        check_s3_bucket(s3, bucket, "s3_bucket")
     bucket = bucket or s3.bucket
     if bucket:
+        if key:
+            check_s3_key(s3, key, "s3_key")
+        elif prefix:
+            check_s3_key(s3, prefix, "s3_prefix")
         return Destination(DestinationKind.S3, bucket=bucket, key=key, prefix=prefix or s3.key_prefix)
     if key or prefix:
         raise InputError("s3_key/s3_prefix: no bucket configured; set BUCKET_NAME or give s3_bucket")
     return Destination(DestinationKind.LOCAL)
 
 
+def safe_job_id(job_id: str) -> str:
+    """The job id as a file-name part: only letters, digits, '.', '_' and '-', never a leading dot."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", job_id).lstrip(".") or "job"
+
+
 def object_key(destination: Destination, worker: str, job_id: str, index: int, extension: str) -> str:
     if destination.key:
         return destination.key
     prefix = f"{destination.prefix}/" if destination.prefix else ""
-    return f"{prefix}{worker}/{job_id}-{index}.{extension}"
+    return f"{prefix}{worker}/{safe_job_id(job_id)}-{index}.{extension}"
+
+
+def check_key_length(destination: Destination, worker: str, job_id: str, outputs: int) -> None:
+    """Before generating: the longest key this job writes must fit S3's 1024 bytes."""
+    if destination.kind is not DestinationKind.S3 or destination.key:
+        return
+    longest = max(len(info.extension) for info in AUDIO_FORMATS.values())
+    key = object_key(destination, worker, job_id, max(outputs - 1, 0), "x" * max(longest, len("latents.f32")))
+    if len(key.encode()) > 1024:
+        raise InputError(
+            f"s3_prefix: with {worker}/<job id>-<n>.<ext> appended the keys would be {len(key.encode())} bytes; "
+            "S3 allows 1024: shorten s3_prefix"
+        )
 
 
 def attachment_key(destination: Destination, worker: str, job_id: str, name: str, extension: str) -> str:
@@ -127,7 +221,7 @@ def attachment_key(destination: Destination, worker: str, job_id: str, name: str
     if destination.key:
         return f"{destination.key.rsplit('.', 1)[0]}-{name}.{extension}"
     prefix = f"{destination.prefix}/" if destination.prefix else ""
-    return f"{prefix}{worker}/{job_id}-{name}.{extension}"
+    return f"{prefix}{worker}/{safe_job_id(job_id)}-{name}.{extension}"
 
 
 def store(
@@ -150,24 +244,43 @@ def store(
 def upload(s3: S3Settings, bucket: str, key: str, data: bytes, content_type: str) -> dict[str, str]:
     """Upload (multipart above 16 MiB) and return the s3:// URI and a presigned https URL."""
     client = _client(s3)
-    try:
-        client.upload_fileobj(io.BytesIO(data), bucket, key, ExtraArgs={"ContentType": content_type}, Config=_TRANSFER)
-        url = client.generate_presigned_url(
+    action = f"upload to s3://{bucket}/{key}"
+
+    def send() -> str:
+        if not s3.allow_overwrite:
+            _refuse_existing(client, bucket, key)
+        if not s3.allow_overwrite and len(data) < _TRANSFER.multipart_threshold:
+            # A conditional write where the store supports it: the object cannot appear in between.
+            client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type, IfNoneMatch="*")
+        else:
+            client.upload_fileobj(
+                io.BytesIO(data), bucket, key, ExtraArgs={"ContentType": content_type}, Config=_TRANSFER
+            )
+        return client.generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=s3.presign_expiry_s
         )
+
+    try:
+        url = _within_deadline(s3, action, StorageError, send)
     except (BotoCoreError, ClientError, S3UploadFailedError) as exc:
-        raise StorageError(_explain(exc, f"upload to s3://{bucket}/{key}", s3)) from None
+        raise StorageError(_explain(exc, action, s3)) from None
     return {"s3_uri": f"s3://{bucket}/{key}", "url": url}
 
 
 def write_local(output_dir: Path, key: str, data: bytes) -> dict[str, str]:
-    path = (output_dir / key).resolve()
+    """Write under OUTPUT_DIR; the result names the file relative to it (the server's paths stay its own)."""
+    root = output_dir.resolve()
+    path = (root / key).resolve()
+    if not path.is_relative_to(root):
+        raise StorageError(f"output key {key!r} leaves OUTPUT_DIR")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     except OSError as exc:
-        raise StorageError(f"writing {path} failed: {exc.strerror} (set OUTPUT_DIR or configure S3)") from None
-    return {"path": str(path)}
+        raise StorageError(
+            f"writing {key} under OUTPUT_DIR failed: {exc.strerror} (set OUTPUT_DIR or configure S3)"
+        ) from None
+    return {"path": key}
 
 
 def inline(outputs: list[bytes], max_bytes: int) -> list[dict[str, str]]:

@@ -34,6 +34,7 @@ class ContractCase:
     bad_value: tuple[str, Any, str]  # a field, a value it refuses, and a fragment of the error
     bad_variable: tuple[str, str, str]  # one of the model's own variables, a bad value, a fragment of the error
     long_job_input: dict[str, Any]  # a job of many steps (seconds on a CPU), for cancellation
+    fuzz_locks: dict[str, Any]  # LOCKED_PARAMETERS that keep any generated request cheap (the fuzz test)
     extra_env: dict[str, str] = field(default_factory=dict)  # variables the worker needs for these jobs
 
 

@@ -98,6 +98,10 @@ class WorkerProcess:
         assert "error" not in result, result
         return result
 
+    def output_file(self, path: str) -> Path:
+        """A local output, from the path the result gives (relative to the worker's OUTPUT_DIR)."""
+        return self.log.parent / "outputs" / path
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=20)

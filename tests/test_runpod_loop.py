@@ -26,11 +26,11 @@ def contract(worker: str) -> ContractCase:
     return workers.module(worker, "fixtures").CONTRACT
 
 
-def _decoded_outputs(body: dict) -> list:
+def _decoded_outputs(body: dict, handle) -> list:
     outputs = body["output"]["outputs"]
     decoded = []
     for output in outputs:
-        samples, rate = soundfile.read(output["path"], always_2d=True)
+        samples, rate = soundfile.read(handle.output_file(output["path"]), always_2d=True)
         assert (rate, samples.shape[1]) == (output["sample_rate"], output["channels"])
         assert samples.shape[0] == round(output["duration_seconds"] * rate) > 0
         decoded.append(samples)
@@ -46,7 +46,7 @@ def test_a_cancelled_job_stops_within_a_step_and_the_next_job_is_whole(start_on_
     platform, handle = start_on_platform(worker)
     case = contract(worker)
     before = platform.submit(case.job_input | {"seed": 2})
-    expected = _decoded_outputs(platform.result(before).body)
+    expected = _decoded_outputs(platform.result(before).body, handle)
 
     long_job = platform.submit(case.long_job_input | {"seed": 1})
     wait_for(lambda: _lines(handle.logs(), long_job, "generation started"), "the long job's start", 60)
@@ -55,7 +55,7 @@ def test_a_cancelled_job_stops_within_a_step_and_the_next_job_is_whole(start_on_
     wait_for(lambda: "cancelled job released the model" in handle.logs(), "the cancelled job's end", 60)
 
     after = platform.submit(case.job_input | {"seed": 2})
-    again = _decoded_outputs(platform.result(after).body)
+    again = _decoded_outputs(platform.result(after).body, handle)
     assert len(again) == case.output_count
     for one, other in zip(expected, again, strict=True):  # nothing of the cancelled job was left behind
         assert one.shape == other.shape and (one == other).all()

@@ -94,5 +94,6 @@ CONTRACT = ContractCase(
     locked={"steps": 3},
     bad_value=("bpm", 400, "bpm: Input should be less than or equal to 300"),
     bad_variable=("ACE_STEP_TASKS", "text2music,dance", "ACE_STEP_TASKS.1: Input should be 'text2music'"),
+    fuzz_locks={"audio_duration": 1.0, "steps": 2, "batch_size": 1},
     long_job_input={"caption": "a long song", "audio_duration": 60.0, "steps": 200},
 )

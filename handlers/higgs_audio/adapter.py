@@ -33,6 +33,8 @@ from shared.settings import Settings
 from shared.stop import StopSignal
 from shared.volume import resolve_model_dir
 
+FRAME_RATE = 25  # audio frames per second of the tokenizer (24 kHz / hop 960)
+MAX_OUTPUT_SECONDS = 3600
 # Chunks of a long transcript kept in the prompt as context for the next one: enough to hold the
 # voices steady, bounded so the prompt does not grow with the transcript.
 CONTEXT_CHUNKS = 2
@@ -63,11 +65,23 @@ class HiggsAudio(ModelAdapter[HiggsAudioRequest, HiggsAudioConfig]):
     config_model = HiggsAudioConfig
     gpu_dtype: ClassVar[torch.dtype] = torch.bfloat16
     input_channels: ClassVar[int] = 1
+    max_input_seconds: ClassVar[float] = 120.0  # a reference voice
     first_output_fields = {
         "audio_url": ("url", "path"),
         "duration_seconds": ("duration_seconds",),
         "sample_rate": ("sample_rate",),
     }
+
+    @classmethod
+    def check_request(cls, request: HiggsAudioRequest, config: HiggsAudioConfig) -> None:
+        chunks = len(split_transcript(request))
+        longest = chunks * request.max_new_tokens / FRAME_RATE
+        if longest > MAX_OUTPUT_SECONDS:
+            raise InputError(
+                f"max_new_tokens/chunk_method: {chunks} chunk(s) of up to {request.max_new_tokens} frames could make "
+                f"{longest:.0f} s of audio, over the {MAX_OUTPUT_SECONDS} s cap; lower max_new_tokens or use "
+                "larger chunks"
+            )
 
     @classmethod
     def prepare(cls, model_dir: Path, config: HiggsAudioConfig, settings: Settings) -> None:

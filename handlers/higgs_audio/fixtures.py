@@ -127,6 +127,7 @@ CONTRACT = ContractCase(
     locked={"max_new_tokens": 24},
     bad_value=("top_p", 1.5, "top_p: Input should be less than or equal to 1"),
     bad_variable=("HIGGS_AUDIO_STATIC_CACHE", "maybe", "HIGGS_AUDIO_STATIC_CACHE: Input should be a valid boolean"),
+    fuzz_locks={"max_new_tokens": 16, "chunk_method": None},
     long_job_input={
         "transcript": " ".join(f"word{index}" for index in range(400)),
         "chunk_method": "word",

@@ -34,6 +34,7 @@ class MusicGen(ModelAdapter[MusicGenRequest, MusicGenConfig]):
     request_model = MusicGenRequest
     config_model = MusicGenConfig
     gpu_dtype: ClassVar[torch.dtype] = torch.float16
+    max_input_seconds: ClassVar[float] = 300.0  # a melody longer than the longest piece serves nothing
 
     def setup(self) -> None:
         config = json.loads((self.model_dir / "config.json").read_text())

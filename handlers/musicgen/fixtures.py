@@ -144,5 +144,6 @@ CONTRACT = ContractCase(
     locked={"duration": 0.6},
     bad_value=("duration", 900, "duration: Input should be less than or equal to 300"),
     bad_variable=("MUSICGEN_WINDOW_SECONDS", "-1", "MUSICGEN_WINDOW_SECONDS: Input should be greater than 0"),
+    fuzz_locks={"duration": 0.5},
     long_job_input={"prompt": "a long piece", "duration": 120.0},
 )

@@ -104,6 +104,7 @@ class VoxCPM(ModelAdapter[VoxCPMRequest, VoxCPMConfig]):
     config_model = VoxCPMConfig
     gpu_dtype: ClassVar[torch.dtype] = torch.bfloat16
     streams: ClassVar[bool] = True
+    max_input_seconds: ClassVar[float] = 300.0  # a voice prompt; its latents stay a few MB
 
     @classmethod
     def prepare(cls, model_dir: Path, config: VoxCPMConfig, settings: Settings) -> None:
@@ -196,6 +197,7 @@ class VoxCPM(ModelAdapter[VoxCPMRequest, VoxCPMConfig]):
         text = " ".join(request.target_text.split())
         if request.normalize:
             text = self._normalizer().normalize(text)
+        self._check_length(text, request, cache)
         streaming = request.stream
         arguments = {
             "target_text": text,
@@ -227,6 +229,22 @@ class VoxCPM(ModelAdapter[VoxCPMRequest, VoxCPMConfig]):
             return np.concatenate(pieces) if pieces else np.zeros((0, 1), np.float32)
         waveform, _, _ = self.model.generate_with_prompt_cache(**arguments)
         return waveform.reshape(-1, 1).float().numpy()
+
+    def _check_length(self, text: str, request: VoxCPMRequest, cache: dict[str, Any] | None) -> None:
+        """Before generating: text the tokenizer keeps nothing of, or a job longer than the model's positions."""
+        tokens = len(self.model.text_tokenizer(text))
+        if tokens == 0:
+            raise InputError("target_text: nothing in it that this model can speak (it tokenizes to nothing)")
+        # The library generates at most 6 patches per text token (+10), and no more than max_len.
+        patches = min(tokens * 6 + 10, request.max_len)
+        prompt = len(self.model.text_tokenizer(request.prompt_text)) if cache else 0
+        prompt += cache["audio_feat"].shape[0] if cache else 0
+        needed, available = prompt + tokens + 1 + patches, int(self.model.config.max_length)
+        if needed > available:
+            raise InputError(
+                f"target_text: {tokens} text tokens and up to {patches} audio patches (voice prompt: {prompt}) need "
+                f"{needed} positions; this model holds {available}: shorten target_text or the prompt, or lower max_len"
+            )
 
     def _normalizer(self):
         if not hasattr(self, "_text_normalizer"):

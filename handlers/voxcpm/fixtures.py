@@ -161,5 +161,6 @@ CONTRACT = ContractCase(
     bad_value=("cfg_value", 50, "cfg_value: Input should be less than or equal to 10"),
     bad_variable=("VOXCPM_LORA_SHA256", "not-a-digest", "VOXCPM_LORA_SHA256: String should match pattern"),
     # The library caps max_len at 6 patches per text token (+10): a long job needs a long text.
+    fuzz_locks={"max_len": 8, "inference_timesteps": 2},
     long_job_input={"target_text": LONG_TEXT, "max_len": 3000, "retry_badcase": False},
 )

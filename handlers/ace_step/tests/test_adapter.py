@@ -82,3 +82,14 @@ def test_the_other_source_tasks_run(tiny_volume, tmp_path, extra):
     assert "error" not in result, result
     assert result["details"]["task"] == extra["task"]
     assert [(o["duration_seconds"], o["channels"], o["sample_rate"]) for o in result["outputs"]] == [(2.0, 2, 48000)]
+
+
+def test_a_source_longer_than_the_cap_is_refused_before_any_model_loads(tmp_path):
+    """audio_duration is capped at 600 s; a longer source with audio_duration omitted is refused alike."""
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.zeros(4000 * 610), 4000, format="WAV", subtype="PCM_U8")  # 610 s in 2.4 MB
+    job = {"task": "cover", "audio": base64.b64encode(buffer.getvalue()).decode(), "steps": 2}
+    worker = Worker(AceStep, Settings(volume_root=tmp_path, output_dir=tmp_path))  # no model folder: never loaded
+    assert worker.run({"id": "long", "input": job}) == {
+        "error": "audio: audio is 610.0 s long, over this worker's 600 s cap"
+    }

@@ -33,3 +33,18 @@ def test_a_missing_audio_tokenizer_is_known_at_start_up(tiny_volume, tmp_path):
     worker = Worker(HiggsAudio, _settings(tiny_volume, tmp_path), HiggsAudioConfig(tokenizer_id="org/no-tokenizer"))
     with pytest.raises(ModelFilesError, match=r"higgs_audio/org/no-tokenizer not found .* --model-id org/no-tokenizer"):
         worker.start()
+
+
+def test_the_longest_possible_output_is_checked_before_generating():
+    from handlers.higgs_audio.schema import HiggsAudioRequest
+    from shared.errors import InputError
+    from shared.schemas import parse_request
+
+    words = " ".join(f"w{index}" for index in range(2000))
+    request = parse_request(
+        HiggsAudioRequest, {"transcript": words, "chunk_method": "word", "chunk_max_word_num": 1}, 1_000_000
+    )
+    with pytest.raises(InputError, match=r"max_new_tokens/chunk_method: 2000 chunk\(s\) of up to 2048 frames could"):
+        HiggsAudio.check_request(request, HiggsAudioConfig())
+    fewer = parse_request(HiggsAudioRequest, {"transcript": words, "chunk_method": "word"}, 1_000_000)
+    HiggsAudio.check_request(fewer, HiggsAudioConfig())  # 10 chunks of 200 words: 819 s at most

@@ -77,7 +77,7 @@ def test_a_long_piece_is_generated_window_by_window(tiny_volume, tmp_path):
     finally:
         logger.remove(sink)
     output = result["outputs"][0]
-    assert soundfile.info(output["path"]).frames == 80000 and output["sample_rate"] == 32000
+    assert soundfile.info(tmp_path / output["path"]).frames == 80000 and output["sample_rate"] == 32000
     # 1 s, then 0.6 s of new audio per window: 1.0 + 0.6 + 0.6 + 0.3 = 2.5 s in four windows.
     assert stages == [
         "progress: {'stage': 'generating', 'progress': 0.4}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -40,3 +41,14 @@ def test_normalized_text_is_what_is_spoken(tiny_volume, tmp_path: Path):
     assert plain["details"]["text_spoken"] == text
     spoken = normalized["details"]["text_spoken"]
     assert "$" not in spoken and "5" not in spoken and "dollar" in spoken.lower(), spoken
+
+
+def test_text_that_tokenizes_to_nothing_or_overflows_the_model_is_refused(tiny_volume, tmp_path: Path):
+    settings = Settings(volume_root=tiny_volume.ensure("voxcpm"), model_id="tiny-random/VoxCPM2", output_dir=tmp_path)
+    worker = Worker(VoxCPM, settings)
+    assert worker.run({"id": "z", "input": {"target_text": "\u0000"}}) == {
+        "error": "target_text: nothing in it that this model can speak (it tokenizes to nothing)"
+    }
+    error = worker.run({"id": "l", "input": {"target_text": "word " * 1000, "max_len": 8192}})["error"]
+    expected = r"target_text: 4000 text tokens and up to 8192 audio patches \(voice prompt: 0\) need 12193 positions; "
+    assert re.match(expected + "this model holds 4096", error), error
