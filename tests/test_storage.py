@@ -56,14 +56,15 @@ PAYLOAD = b"RIFF" + bytes(4000)
 
 def test_s3_input_is_read_with_a_cap(s3_server):
     s3_server.client().put_object(Bucket=s3_server.bucket, Key="inputs/melody.wav", Body=PAYLOAD)
-    settings = Settings(
-        s3=S3Settings(endpoint_url=s3_server.endpoint, access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY)
+    s3 = S3Settings(
+        endpoint_url=s3_server.endpoint, access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY, bucket=s3_server.bucket
     )
+    settings = Settings(s3=s3)
     uri = f"s3://{s3_server.bucket}/inputs/melody.wav"
     assert fetch_audio_bytes(uri, "melody_audio", settings) == PAYLOAD
     with pytest.raises(InputError, match="over the 100-byte cap"):
         fetch_audio_bytes(uri, "melody_audio", settings.model_copy(update={"input_audio_max_bytes": 100}))
-    with pytest.raises(InputError, match="melody_audio: reading s3://audio-results/inputs/none.wav"):
+    with pytest.raises(InputError, match="melody_audio: s3://audio-results/inputs/none.wav does not exist"):
         fetch_audio_bytes(f"s3://{s3_server.bucket}/inputs/none.wav", "melody_audio", settings)
 
 
