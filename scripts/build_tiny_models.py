@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from shared import workers  # noqa: E402
 from shared.testing import SIZES  # noqa: E402
+from shared.volume import make_readable  # noqa: E402
 
 
 def build(volume: Path, worker: str, size: str = "tiny") -> list[Path]:
@@ -32,6 +33,7 @@ def build(volume: Path, worker: str, size: str = "tiny") -> list[Path]:
         tiny.build(target, size)
         built.append(target)
         print(f"built {tiny.model_id_for(size)} at {target}")
+    make_readable(volume / worker)  # safetensors.save_file writes 0600; the images run as uid 1000
     return built
 
 

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import shared  # noqa: E402
 from shared import workers  # noqa: E402
+from shared.volume import make_readable  # noqa: E402
 
 _LEGACY_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.msgpack", "*.onnx", "*.ot")
 _NEVER_NEEDED = (".gitattributes", "*.png", "*.jpg", "*.jpeg", "*.gif", "*.mp4")
@@ -54,6 +55,7 @@ def populate(worker: str, repo_ids: tuple[str, ...], volume: Path, revision: str
         wanted = files_to_fetch(api.list_repo_files(repo_id, revision=revision))
         print(f"{repo_id} -> {folder} ({len(wanted)} files)")
         snapshot_download(repo_id, revision=revision, local_dir=folder, allow_patterns=wanted)
+        make_readable(folder)  # the images run as an unprivileged user
         folders.append(folder)
     return folders
 

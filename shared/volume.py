@@ -14,6 +14,7 @@ the worker, by scripts/populate_volume.py and by the test that keeps network_vol
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,4 +113,35 @@ def resolve_model_dir(
         raise ModelFilesError(
             f"model folder {folder} is incomplete, missing: {', '.join(missing)}; re-populate it with: {command}"
         )
+    unreadable = unreadable_paths(folder)
+    if unreadable:
+        shown = ", ".join(str(path.relative_to(folder)) for path in unreadable[:3])
+        raise ModelFilesError(
+            f"model folder {folder}: {len(unreadable)} path(s) this worker (uid {os.geteuid()}) cannot read, e.g. "
+            f"{shown}; make them readable with: chmod -R a+rX {folder}"
+        )
     return folder
+
+
+def unreadable_paths(folder: Path) -> list[Path]:
+    """Files this process cannot read and folders it cannot enter (a root populator's 0600 files, say):
+    the libraries would report them as missing."""
+    found = []
+    for root, folders, files in os.walk(folder):
+        here = Path(root)
+        for name in folders:
+            if not os.access(here / name, os.R_OK | os.X_OK, effective_ids=True):
+                found.append(here / name)
+        found += [here / name for name in files if not os.access(here / name, os.R_OK, effective_ids=True)]
+    return sorted(found)
+
+
+def make_readable(folder: Path) -> None:
+    """What populating tools run last: every file readable and every folder enterable by any user (the
+    images run as an unprivileged user), as `chmod -R a+rX` does."""
+    for root, folders, files in os.walk(folder):
+        here = Path(root)
+        for path in [here, *(here / name for name in folders)]:
+            path.chmod(path.stat().st_mode | 0o555)
+        for name in files:
+            (here / name).chmod((here / name).stat().st_mode | 0o444)

@@ -66,3 +66,35 @@ def test_incomplete_folder_lists_what_is_missing(tmp_path):
         r"model-00002-of-00002.safetensors; re-populate it with",
     ):
         resolve_model_dir("musicgen", "org/name", tmp_path, REQUIRED)
+
+
+def test_unreadable_files_are_named_with_the_fix():
+    """As the images' unprivileged user: a 0600 file written by root reads as 'not found' in the libraries."""
+    import os
+    import shutil
+    import tempfile
+
+    from shared.volume import make_readable
+
+    base = Path(tempfile.mkdtemp())  # outside pytest's 0700 folders, so another user can enter it
+    try:
+        base.chmod(0o755)
+        folder = make_checkpoint(base / "musicgen" / "org" / "name")
+        (folder / "model.safetensors").chmod(0o600 if os.getuid() == 0 else 0o000)
+        as_nobody = os.getuid() == 0  # root reads everything: look as an image's unprivileged user would
+        if as_nobody:
+            os.seteuid(65534)
+        try:
+            with pytest.raises(ModelFilesError) as caught:
+                resolve_model_dir("musicgen", "org/name", base, ("config.json",))
+        finally:
+            if as_nobody:
+                os.seteuid(0)
+        assert str(caught.value).endswith(
+            f"cannot read, e.g. musicgen/org/name/model.safetensors; make them readable with: chmod -R a+rX {folder}"
+        ) or "cannot read, e.g. model.safetensors; make them readable with: chmod -R a+rX" in str(caught.value)
+        make_readable(base)
+        assert (folder / "model.safetensors").stat().st_mode & 0o444 == 0o444
+        assert resolve_model_dir("musicgen", "org/name", base, ("config.json",)) == folder
+    finally:
+        shutil.rmtree(base)
