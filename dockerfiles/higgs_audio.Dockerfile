@@ -18,21 +18,23 @@ ENV PYTHONUNBUFFERED=1 \
     OUTPUT_DIR=/tmp/outputs
 
 WORKDIR /app
-# The shared runtime pins, this worker's requirements, and one set of constraints (as `make venv`).
-COPY shared/requirements.txt shared/constraints.txt /tmp/shared/
-COPY handlers/higgs_audio/requirements.txt /tmp/worker/
+# The worker's lock: every package pinned with its hashes (scripts/lock_requirements.py), so a rebuild
+# installs the very same files.
+COPY handlers/higgs_audio/requirements.lock /tmp/worker/
 # triton (~0.9 GB) only serves torch.compile: removed by default to keep the image under 5 GB.
 # Build with --build-arg WITH_TRITON=1 to have HIGGS_AUDIO_STATIC_CACHE=1 also compile decoding.
 # torchaudio's compiled extension targets an older torch; only its pure-Python parts are used.
 ARG WITH_TRITON=0
-RUN pip install --no-compile -c /tmp/shared/constraints.txt -r /tmp/shared/requirements.txt -r /tmp/worker/requirements.txt \
+RUN pip install --no-compile --no-deps --require-hashes -r /tmp/worker/requirements.lock \
     && if [ "$WITH_TRITON" != 1 ]; then pip uninstall -y triton; fi \
     && rm -f "$(python -c 'import importlib.util as u, pathlib as p; print(p.Path(u.find_spec("torchaudio").origin).parent)')"/lib/*.so \
-    && rm -r /tmp/shared /tmp/worker
+    && rm -r /tmp/worker
 
 COPY shared/ shared/
 COPY handlers/__init__.py handlers/
 COPY handlers/higgs_audio/ handlers/higgs_audio/
+# Bytecode for what the worker imports before its first job, not the whole site-packages (~280 MB).
+RUN python -m shared.bytecode handlers.higgs_audio.adapter
 
 RUN useradd --create-home --uid 1000 worker
 USER worker

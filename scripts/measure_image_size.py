@@ -2,10 +2,10 @@
 
     python scripts/measure_image_size.py <worker> [--work /tmp/image-size]
 
-Downloads the Linux x86_64 / CPython 3.11 wheels the worker's Dockerfile installs from PyPI
-(shared/requirements.txt, handlers/<worker>/requirements.txt and requirements-nodeps.txt when present,
-with shared/constraints.txt; torch's PyPI wheel is the CUDA build), installs them into a folder the
-way the Dockerfile does (no bytecode; triton removed unless --with-triton, as the default build does),
+Downloads the Linux x86_64 / CPython 3.11 wheels the worker's Dockerfile installs from PyPI (its lock
+files, handlers/<worker>/requirements.lock and requirements-nodeps.lock, hashes checked; torch's PyPI
+wheel is the CUDA build), installs them into a folder the way the Dockerfile does (no bytecode; triton
+removed unless --with-triton, as the default build does),
 and prints the installed size and its gzip-compressed size (what a registry stores and a RunPod host
 downloads), plus the slim Python base, to compare with the 5 GB cap.
 """
@@ -81,17 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--with-triton", action="store_true", help="as --build-arg WITH_TRITON=1 where offered")
     args = parser.parse_args(argv)
     folder = workers.HANDLERS / args.worker
-    constraints = ["-c", str(REPO / "shared" / "constraints.txt")]
-    sets = [["-r", str(REPO / "shared" / "requirements.txt"), "-r", str(folder / "requirements.txt")]]
-    if (folder / "requirements-nodeps.txt").is_file():
-        sets.append(["--no-deps", "-r", str(folder / "requirements-nodeps.txt")])
+    locks = [folder / name for name in ("requirements.lock", "requirements-nodeps.lock") if (folder / name).is_file()]
     wheels, target = args.work / "wheels", args.work / args.worker
     shutil.rmtree(target, ignore_errors=True)
-    for requirement_args in sets:
-        _pip("download", "-q", *constraints, *requirement_args, "-d", str(wheels), *PLATFORM_ARGS)
+    for lock in locks:
+        _pip("download", "-q", "--no-deps", "--require-hashes", "-r", str(lock), "-d", str(wheels), *PLATFORM_ARGS)
         _pip(
-            "install", "-q", "--no-compile", "--no-index", "--find-links", str(wheels),
-            "--target", str(target), *constraints, *requirement_args, *PLATFORM_ARGS,
+            "install", "-q", "--no-compile", "--no-index", "--find-links", str(wheels), "--no-deps",
+            "--require-hashes", "--target", str(target), "-r", str(lock), *PLATFORM_ARGS,
         )  # fmt: skip
     removed = TORCHAUDIO_EXTENSION + (() if args.with_triton else TRITON)
     for pattern in removed:

@@ -22,6 +22,7 @@ STANDARD_FILES = (
     "fixtures.py",  # tiny/bench model builders and the contract case (TINY_MODELS, CONTRACT)
     "baseline.py",  # the bare library calls the benchmark compares with (BASELINE)
     "requirements.txt",
+    "requirements.lock",  # what the image installs: every package pinned with hashes (scripts/lock_requirements.py)
     "test_input.json",
     "README.md",
 )

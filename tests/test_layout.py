@@ -27,7 +27,9 @@ def _requirements(path: Path) -> list[str]:
 def _pins(path: Path) -> dict[str, str | None]:
     pins = {}
     for line in _requirements(path):
-        name, _, version = line.partition("==")
+        if line.startswith("--hash") or line == "\\":
+            continue
+        name, _, version = line.rstrip(" \\").partition("==")
         pins[re.sub(r"[-_.]+", "-", name.lower())] = version or None
     return pins
 
@@ -89,7 +91,9 @@ def test_worker_docs_image_and_entry_point(worker):
     assert f"(handlers/{worker}/README.md)" in (REPO / "README.md").read_text()
     dockerfile = (REPO / "dockerfiles" / f"{worker}.Dockerfile").read_text()
     assert f'CMD ["python", "-m", "handlers.{worker}"]' in dockerfile
-    assert f"handlers/{worker}/requirements.txt" in dockerfile and "shared/constraints.txt" in dockerfile
+    assert f"COPY handlers/{worker}/requirements.lock" in dockerfile
+    assert f"RUN python -m shared.bytecode handlers.{worker}.adapter" in dockerfile
+    assert "pip install --no-compile --no-deps --require-hashes -r /tmp/worker/requirements.lock" in dockerfile
     assert f"from handlers.{worker}.adapter import" in (workers.HANDLERS / worker / "__main__.py").read_text()
 
 
@@ -131,6 +135,24 @@ def test_make_finds_every_worker(worker):
         planned = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True, text=True, timeout=60)
         assert f"scripts/run_tiny.py {worker} --volume .volume{expected}" in planned.stdout, planned.stdout
     assert worker in subprocess.run(["make", "help"], cwd=REPO, capture_output=True, text=True).stdout
+
+
+@pytest.mark.parametrize("worker", WORKERS)
+def test_lock_files_are_fresh_and_keep_every_pin(worker):
+    from scripts.lock_requirements import inputs_digest, lock_inputs
+
+    for name, (requirements, constraints) in lock_inputs(worker).items():
+        lock = workers.HANDLERS / worker / name
+        fix = f"handlers/{worker}/{name} is stale: run python scripts/lock_requirements.py {worker}"
+        assert lock.read_text().splitlines()[0] == f"# inputs-sha256: {inputs_digest([*requirements, *constraints])}", (
+            fix
+        )
+        locked = _pins(lock)
+        assert locked and all(locked.values()), f"{lock}: every line pins a version"
+        for path in [*requirements, *constraints]:
+            for package, version in _pins(path).items():
+                if version and package in locked:
+                    assert locked[package] == version, f"{lock}: {package}=={locked[package]}, inputs say {version}"
 
 
 def test_every_version_is_pinned_once():

@@ -146,3 +146,18 @@ def test_a_gpu_fault_on_a_streaming_deployment_asks_the_sdk_to_stop_the_worker(t
     [result] = asyncio.run(items())
     assert result["error"].startswith("GPU fault (OutOfMemoryError") and "refresh_worker" not in result
     assert config == {"refresh_worker": True}
+
+
+@pytest.mark.tiny
+def test_bytecode_is_written_for_what_a_worker_imports(tmp_path):
+    worker = workers.worker_names()[0]
+    adapter = workers.HANDLERS / worker / "adapter.py"
+    cached = list((adapter.parent / "__pycache__").glob("adapter.*.pyc"))
+    for pyc in cached:
+        pyc.unlink()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | {"PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run([sys.executable, "-m", "shared.bytecode", f"handlers.{worker}.adapter"], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.split()[3]) > 500  # torch, transformers, ... as imported, not site-packages whole
+    assert list((adapter.parent / "__pycache__").glob("adapter.*.pyc"))  # written although imports write none
