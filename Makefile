@@ -21,7 +21,7 @@ STRIP_TORCHAUDIO_EXTENSION = rm -f "$$($(PY) -c 'import importlib.util as u, pat
 
 .DEFAULT_GOAL := help
 # demo-<worker> and serve-<worker> are pattern rules: GNU make skips pattern rules for .PHONY targets.
-.PHONY: help venv tiny-models demo serve test test-unit test-gpu lint benchmark clean
+.PHONY: help venv tiny-models demo serve test test-unit test-gpu lock lint benchmark clean
 
 help: ## list the targets
 	@grep -E '^[a-z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ test-unit: $(VENV)/.installed ## the unit tier: no model, seconds
 
 test-gpu: $(VENV)/.installed ## the GPU tier (needs CUDA: run it on a lent GPU machine)
 	$(PY) -m pytest -m gpu
+
+lock: $(VENV)/.installed ## rewrite each image's hash-pinned lock from the requirements (needs PyPI)
+	$(PY) scripts/lock_requirements.py
 
 lint: $(VENV)/.installed ## ruff
 	$(VENV)/bin/ruff check .
