@@ -138,7 +138,7 @@ def start_worker(tmp_path_factory: pytest.TempPathFactory, tiny_volume: TinyVolu
     """Factory: start a worker (`python -m handlers.<worker> --rp_serve_api`) with extra environment."""
     started: list[WorkerProcess] = []
 
-    def start(worker: str, wait: bool = True, **env: str) -> WorkerProcess:
+    def start(worker: str, **env: str) -> WorkerProcess:
         folder = tmp_path_factory.mktemp(f"worker-{worker}")
         port = free_port()
         full_env = tiny_volume.worker_env(worker, folder, **env)
@@ -155,8 +155,7 @@ def start_worker(tmp_path_factory: pytest.TempPathFactory, tiny_volume: TinyVolu
             )
         handle = WorkerProcess(f"http://127.0.0.1:{port}", log, process)
         started.append(handle)
-        if wait:
-            handle.wait_until_serving()
+        handle.wait_until_serving()
         return handle
 
     yield start

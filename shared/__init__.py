@@ -8,6 +8,8 @@ import os
 
 OFFLINE_VARIABLES = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 os.environ.update(OFFLINE_VARIABLES)
-# The runpod SDK reads its level once, at import, and defaults to DEBUG (every job's whole output).
-_LEVELS = {"TRACE": "TRACE", "DEBUG": "DEBUG", "INFO": "INFO", "SUCCESS": "INFO", "WARNING": "WARN"}
-os.environ["RUNPOD_LOG_LEVEL"] = _LEVELS.get(os.environ.get("LOG_LEVEL", "INFO").strip().upper() or "INFO", "ERROR")
+
+from shared.logs import sdk_log_level  # noqa: E402 (after the offline variables, before any library)
+
+# The runpod SDK logs every job's whole output at its default, DEBUG: it follows LOG_LEVEL instead.
+os.environ["RUNPOD_LOG_LEVEL"] = sdk_log_level()

@@ -57,3 +57,12 @@ def configure_logging() -> None:
 
 def log_level() -> str:
     return os.environ.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"
+
+
+# The runpod SDK reads its own level (RUNPOD_LOG_LEVEL) once, at import, and defaults to DEBUG.
+_SDK_LEVELS = {"TRACE": "TRACE", "DEBUG": "DEBUG", "INFO": "INFO", "SUCCESS": "INFO", "WARNING": "WARN"}
+
+
+def sdk_log_level() -> str:
+    """LOG_LEVEL in the SDK's names (ERROR for ERROR and CRITICAL)."""
+    return _SDK_LEVELS.get(log_level(), "ERROR")

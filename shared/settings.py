@@ -53,7 +53,8 @@ def _lower(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
 
 
-def _comma_separated(value: Any) -> Any:
+def comma_separated(value: Any) -> Any:
+    """A variable holding a comma-separated list (blank items dropped)."""
     return tuple(item.strip() for item in value.split(",") if item.strip()) if isinstance(value, str) else value
 
 
@@ -97,7 +98,7 @@ class S3Settings(EnvSettings):
         None, validation_alias="BUCKET_NAME", description="default bucket; none anywhere: outputs go to OUTPUT_DIR"
     )
     region: str | None = Field(None, validation_alias="BUCKET_REGION", description="signing region; none: us-east-1")
-    allowed_buckets: Annotated[tuple[str, ...] | None, NoDecode, BeforeValidator(_comma_separated)] = Field(
+    allowed_buckets: Annotated[tuple[str, ...] | None, NoDecode, BeforeValidator(comma_separated)] = Field(
         None,
         validation_alias="S3_ALLOWED_BUCKETS",
         description="buckets requests may write to or read s3:// inputs from; none: BUCKET_NAME only",

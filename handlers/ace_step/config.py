@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, get_args
+from typing import Annotated, get_args
 
 from pydantic import BeforeValidator, Field
 from pydantic_settings import NoDecode
 
 from handlers.ace_step.schema import Task
-from shared.settings import ModelConfig
+from shared.settings import ModelConfig, comma_separated
 
 ALL_TASKS: tuple[str, ...] = get_args(Task)
 
 
-def _comma_separated(value: Any) -> Any:
-    return [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
-
-
 class AceStepConfig(ModelConfig):
-    tasks: Annotated[tuple[Task, ...], NoDecode, BeforeValidator(_comma_separated)] = Field(
+    tasks: Annotated[tuple[Task, ...], NoDecode, BeforeValidator(comma_separated)] = Field(
         ALL_TASKS,
         min_length=1,
         validation_alias="ACE_STEP_TASKS",
