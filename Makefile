@@ -21,7 +21,7 @@ STRIP_TORCHAUDIO_EXTENSION = rm -f "$$($(PY) -c 'import importlib.util as u, pat
 
 .DEFAULT_GOAL := help
 # demo-<worker> and serve-<worker> are pattern rules: GNU make skips pattern rules for .PHONY targets.
-.PHONY: help venv tiny-models demo serve test test-unit test-gpu lock lint benchmark clean
+.PHONY: help venv tiny-models demo serve test test-unit test-gpu lock image image-check lint benchmark clean
 
 help: ## list the targets
 	@grep -E '^[a-z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -65,6 +65,15 @@ test-gpu: $(VENV)/.installed ## the GPU tier (needs CUDA: run it on a lent GPU m
 
 lock: $(VENV)/.installed ## rewrite each image's hash-pinned lock from the requirements (needs PyPI)
 	$(PY) scripts/lock_requirements.py
+
+image: $(VENV)/.installed ## image WORKER=<worker>: build its image (docker, or buildah without a daemon; IMAGE_BUILD_FLAGS adds flags)
+	$(if $(WORKER),,$(error name the worker: make image WORKER=<one of $(WORKERS)>))
+	$(PY) scripts/image.py build $(WORKER)
+
+image-check: $(VENV)/.installed ## image-check WORKER=<worker>: run the built image on the tiny volume, time its start, print its sizes
+	$(if $(WORKER),,$(error name the worker: make image-check WORKER=<one of $(WORKERS)>))
+	$(MAKE) $(VOLUME)/.built-$(WORKER)
+	$(PY) scripts/image.py check $(WORKER) --volume $(VOLUME)
 
 lint: $(VENV)/.installed ## ruff
 	$(VENV)/bin/ruff check .

@@ -1,4 +1,4 @@
-# ACE-Step 1.5 worker. Build from the repository root:
+# ACE-Step 1.5 worker. Build from the repository root (or `make image WORKER=ace_step`):
 #   docker build -f dockerfiles/ace_step.Dockerfile -t ace-step-worker .
 # Thin: no weights inside; they are read from the network volume at /runpod-volume.
 # torch's PyPI wheel carries its own CUDA libraries, so a slim Python base is enough; pass
@@ -19,12 +19,10 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /app
 # The worker's lock: every package pinned with its hashes (scripts/lock_requirements.py), so a rebuild
-# installs the very same files.
-COPY handlers/ace_step/requirements.lock /tmp/worker/
-# triton only serves torch.compile, which this worker does not use: ~0.9 GB saved.
-RUN pip install --no-compile --no-deps --require-hashes -r /tmp/worker/requirements.lock \
-    && pip uninstall -y triton \
-    && rm -r /tmp/worker
+# installs the very same files. triton serves only torch.compile: left out unless --build-arg WITH_TRITON=1.
+ARG WITH_TRITON=0
+COPY dockerfiles/install_locked.sh handlers/ace_step/requirements.lock /tmp/worker/
+RUN sh /tmp/worker/install_locked.sh /tmp/worker
 
 COPY shared/ shared/
 COPY handlers/__init__.py handlers/
@@ -32,6 +30,7 @@ COPY handlers/ace_step/ handlers/ace_step/
 # Bytecode for what the worker imports before its first job, not the whole site-packages (~280 MB).
 RUN python -m shared.bytecode handlers.ace_step.adapter
 
+# Not root: the code that handles untrusted input cannot write to the image or the system.
 RUN useradd --create-home --uid 1000 worker
 USER worker
 

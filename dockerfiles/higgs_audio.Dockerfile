@@ -1,4 +1,4 @@
-# Higgs Audio V2 worker. Build from the repository root:
+# Higgs Audio V2 worker. Build from the repository root (or `make image WORKER=higgs_audio`):
 #   docker build -f dockerfiles/higgs_audio.Dockerfile -t higgs-audio-worker .
 # Thin: no weights inside; they are read from the network volume at /runpod-volume.
 # torch's PyPI wheel carries its own CUDA libraries, so a slim Python base is enough; pass
@@ -19,16 +19,10 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /app
 # The worker's lock: every package pinned with its hashes (scripts/lock_requirements.py), so a rebuild
-# installs the very same files.
-COPY handlers/higgs_audio/requirements.lock /tmp/worker/
-# triton (~0.9 GB) only serves torch.compile: removed by default to keep the image under 5 GB.
-# Build with --build-arg WITH_TRITON=1 to have HIGGS_AUDIO_STATIC_CACHE=1 also compile decoding.
-# torchaudio's compiled extension targets an older torch; only its pure-Python parts are used.
+# installs the very same files. triton serves only torch.compile: left out unless --build-arg WITH_TRITON=1.
 ARG WITH_TRITON=0
-RUN pip install --no-compile --no-deps --require-hashes -r /tmp/worker/requirements.lock \
-    && if [ "$WITH_TRITON" != 1 ]; then pip uninstall -y triton; fi \
-    && rm -f "$(python -c 'import importlib.util as u, pathlib as p; print(p.Path(u.find_spec("torchaudio").origin).parent)')"/lib/*.so \
-    && rm -r /tmp/worker
+COPY dockerfiles/install_locked.sh handlers/higgs_audio/requirements.lock /tmp/worker/
+RUN sh /tmp/worker/install_locked.sh /tmp/worker
 
 COPY shared/ shared/
 COPY handlers/__init__.py handlers/
@@ -36,6 +30,7 @@ COPY handlers/higgs_audio/ handlers/higgs_audio/
 # Bytecode for what the worker imports before its first job, not the whole site-packages (~280 MB).
 RUN python -m shared.bytecode handlers.higgs_audio.adapter
 
+# Not root: the code that handles untrusted input cannot write to the image or the system.
 RUN useradd --create-home --uid 1000 worker
 USER worker
 

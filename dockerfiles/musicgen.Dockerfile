@@ -1,4 +1,4 @@
-# MusicGen worker. Build from the repository root:
+# MusicGen worker. Build from the repository root (or `make image WORKER=musicgen`):
 #   docker build -f dockerfiles/musicgen.Dockerfile -t musicgen-worker .
 # Thin: no weights inside; they are read from the network volume at /runpod-volume.
 # torch's PyPI wheel carries its own CUDA libraries, so a slim Python base is enough; pass
@@ -19,14 +19,10 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /app
 # The worker's lock: every package pinned with its hashes (scripts/lock_requirements.py), so a rebuild
-# installs the very same files.
-COPY handlers/musicgen/requirements.lock /tmp/worker/
-# triton only serves torch.compile, which this worker does not use: ~0.9 GB saved. torchaudio's
-# compiled extension targets an older torch; only its pure-Python parts are used.
-RUN pip install --no-compile --no-deps --require-hashes -r /tmp/worker/requirements.lock \
-    && pip uninstall -y triton \
-    && rm -f "$(python -c 'import importlib.util as u, pathlib as p; print(p.Path(u.find_spec("torchaudio").origin).parent)')"/lib/*.so \
-    && rm -r /tmp/worker
+# installs the very same files. triton serves only torch.compile: left out unless --build-arg WITH_TRITON=1.
+ARG WITH_TRITON=0
+COPY dockerfiles/install_locked.sh handlers/musicgen/requirements.lock /tmp/worker/
+RUN sh /tmp/worker/install_locked.sh /tmp/worker
 
 COPY shared/ shared/
 COPY handlers/__init__.py handlers/
@@ -34,6 +30,7 @@ COPY handlers/musicgen/ handlers/musicgen/
 # Bytecode for what the worker imports before its first job, not the whole site-packages (~280 MB).
 RUN python -m shared.bytecode handlers.musicgen.adapter
 
+# Not root: the code that handles untrusted input cannot write to the image or the system.
 RUN useradd --create-home --uid 1000 worker
 USER worker
 

@@ -1,4 +1,4 @@
-# VoxCPM worker. Build from the repository root:
+# VoxCPM worker. Build from the repository root (or `make image WORKER=voxcpm`):
 #   docker build -f dockerfiles/voxcpm.Dockerfile -t voxcpm-worker .
 # Thin: no weights inside; they are read from the network volume at /runpod-volume.
 # torch's PyPI wheel carries its own CUDA libraries, so a slim Python base is enough; pass
@@ -19,19 +19,11 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /app
 # The worker's lock: every package pinned with its hashes (scripts/lock_requirements.py), so a rebuild
-# installs the very same files.
-COPY handlers/voxcpm/requirements.lock /tmp/worker/
-COPY handlers/voxcpm/requirements-nodeps.lock /tmp/worker/
-# voxcpm goes in without its declared dependency tree (gradio, funasr, modelscope, ...): requirements.txt
-# holds what it imports. triton (~0.9 GB) only serves torch.compile: removed by default to keep the image
-# under 5 GB; build with --build-arg WITH_TRITON=1 for VOXCPM_COMPILE=1. torchaudio's compiled extension
-# targets an older torch; only its pure-Python parts are used.
+# installs the very same files. triton serves only torch.compile: left out unless --build-arg WITH_TRITON=1.
 ARG WITH_TRITON=0
-RUN pip install --no-compile --no-deps --require-hashes -r /tmp/worker/requirements.lock \
-    && pip install --no-compile --no-deps --require-hashes -r /tmp/worker/requirements-nodeps.lock \
-    && if [ "$WITH_TRITON" != 1 ]; then pip uninstall -y triton; fi \
-    && rm -f "$(python -c 'import importlib.util as u, pathlib as p; print(p.Path(u.find_spec("torchaudio").origin).parent)')"/lib/*.so \
-    && rm -r /tmp/worker
+COPY dockerfiles/install_locked.sh handlers/voxcpm/requirements.lock /tmp/worker/
+COPY handlers/voxcpm/requirements-nodeps.lock /tmp/worker/
+RUN sh /tmp/worker/install_locked.sh /tmp/worker
 
 COPY shared/ shared/
 COPY handlers/__init__.py handlers/
@@ -39,6 +31,7 @@ COPY handlers/voxcpm/ handlers/voxcpm/
 # Bytecode for what the worker imports before its first job, not the whole site-packages (~280 MB).
 RUN python -m shared.bytecode handlers.voxcpm.adapter
 
+# Not root: the code that handles untrusted input cannot write to the image or the system.
 RUN useradd --create-home --uid 1000 worker
 USER worker
 

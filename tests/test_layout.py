@@ -91,9 +91,14 @@ def test_worker_docs_image_and_entry_point(worker):
     assert f"(handlers/{worker}/README.md)" in (REPO / "README.md").read_text()
     dockerfile = (REPO / "dockerfiles" / f"{worker}.Dockerfile").read_text()
     assert f'CMD ["python", "-m", "handlers.{worker}"]' in dockerfile
-    assert f"COPY handlers/{worker}/requirements.lock" in dockerfile
+    extra_locks = [path.name for path in (workers.HANDLERS / worker).glob("requirements-*.lock")]
+    copied = "COPY dockerfiles/install_locked.sh handlers/{worker}/requirements.lock /tmp/worker/"
+    assert copied.format(worker=worker) in dockerfile
+    for lock in extra_locks:
+        assert f"COPY handlers/{worker}/{lock} /tmp/worker/" in dockerfile
+    assert "RUN sh /tmp/worker/install_locked.sh /tmp/worker" in dockerfile
+    assert f"COPY handlers/{worker}/ handlers/{worker}/" in dockerfile
     assert f"RUN python -m shared.bytecode handlers.{worker}.adapter" in dockerfile
-    assert "pip install --no-compile --no-deps --require-hashes -r /tmp/worker/requirements.lock" in dockerfile
     assert f"from handlers.{worker}.adapter import" in (workers.HANDLERS / worker / "__main__.py").read_text()
 
 

@@ -1,9 +1,12 @@
-"""VoxCPM in process: a checkpoint with a missing tensor is refused; text normalization reaches the model."""
+"""VoxCPM in process: a checkpoint with a missing tensor is refused; text normalization reaches the model;
+no mode needs the packages the image leaves out."""
 
 from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ from handlers.voxcpm.adapter import VoxCPM
 from shared.pipeline import Worker
 from shared.settings import Settings
 
+REPO = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.tiny
 
 
@@ -52,3 +56,31 @@ def test_text_that_tokenizes_to_nothing_or_overflows_the_model_is_refused(tiny_v
     error = worker.run({"id": "l", "input": {"target_text": "word " * 1000, "max_len": 8192}})["error"]
     expected = r"target_text: 4000 text tokens and up to 8192 audio patches \(voice prompt: 0\) need 12193 positions; "
     assert re.match(expected + "this model holds 4096", error), error
+
+
+def test_every_mode_runs_without_librosas_signal_stack(tiny_volume, tmp_path: Path):
+    """The image leaves out numba, scipy and scikit-learn (librosa goes in alone, for voxcpm's import):
+    zero-shot, a voice prompt, its latents and normalization must not reach them."""
+    script = f"""
+import sys
+from handlers.voxcpm.adapter import VoxCPM
+from handlers.voxcpm.tests.test_schema import prompt_wav
+from shared.pipeline import Worker
+from shared.settings import Settings
+
+settings = Settings(volume_root={str(tiny_volume.ensure("voxcpm"))!r}, model_id="tiny-random/VoxCPM2",
+                    output_dir={str(tmp_path)!r})
+worker = Worker(VoxCPM, settings)
+jobs = [
+    {{"target_text": "It costs $5.", "normalize": True, "max_len": 8}},
+    {{"target_text": "Same voice.", "prompt_audio": prompt_wav(), "prompt_text": "a hum", "max_len": 8}},
+    {{"task": "encode_latents", "prompt_audio": prompt_wav()}},
+]
+for number, job_input in enumerate(jobs):
+    assert "error" not in worker.run({{"id": str(number), "input": job_input}})
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("numba", "llvmlite", "scipy", "sklearn")
+             or (m.startswith("librosa.") and m != "librosa.version")))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
