@@ -22,7 +22,7 @@ WORKDIR /app
 # installs the very same files. triton serves only torch.compile: left out unless --build-arg WITH_TRITON=1.
 ARG WITH_TRITON=0
 COPY dockerfiles/install_locked.sh handlers/voxcpm/requirements.lock /tmp/worker/
-COPY handlers/voxcpm/requirements-nodeps.lock /tmp/worker/
+COPY handlers/voxcpm/requirements-nodeps.lock handlers/voxcpm/image-prune.txt /tmp/worker/
 RUN sh /tmp/worker/install_locked.sh /tmp/worker
 
 COPY shared/ shared/

@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
-import torch
-
 from shared.audio import Audio
 from shared.progress import AudioStream, Progress
 from shared.schemas import AudioLabel, JobRequest
@@ -60,8 +58,8 @@ class LoadTarget:
 
     model_dir: Path
     model_id: str
-    device: torch.device
-    dtype: torch.dtype
+    device: Any  # the runtime's device handle (torch.device for torch)
+    dtype: Any  # the runtime's dtype handle (torch.dtype for torch)
     residency: Residency
 
 
@@ -76,7 +74,8 @@ class ModelAdapter(ABC, Generic[RequestT, ConfigT]):
     catalog: ClassVar[VolumeCatalog]
     request_model: ClassVar[type[JobRequest]]
     config_model: ClassVar[type[ModelConfig]] = ModelConfig
-    gpu_dtype: ClassVar[torch.dtype] = torch.float16
+    runtime: ClassVar[str] = "torch"  # the inference library it runs on: a key of shared.runtime.RUNTIMES
+    gpu_dtype: ClassVar[str] = "float16"  # the dtype it loads in on a GPU (MODEL_DTYPE=auto)
     streams: ClassVar[bool] = False  # True: served by a generator handler (audio chunks via /stream)
     default_residency: ClassVar[Residency] = Residency.KEEP
     supports_offload: ClassVar[bool] = False  # True: setup() honours Residency.OFFLOAD

@@ -1,4 +1,4 @@
-"""Freeing what a job held, and measuring it: CUDA memory on a GPU, process memory otherwise."""
+"""Freeing what a job held, and measuring it: GPU memory on a GPU, process memory otherwise."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import gc
 import resource
 from pathlib import Path
 
-import torch
+from shared.runtime import Runtime
 
 _LIBC_NAME = ctypes.util.find_library("c")
 _LIBC = ctypes.CDLL(_LIBC_NAME) if _LIBC_NAME else None
@@ -23,35 +23,29 @@ def _rss_mib() -> float:
     return 0.0
 
 
-def current_mib() -> float:
-    """Memory in use now: CUDA memory allocated by torch on a GPU, else the process's resident size."""
-    if torch.cuda.is_available():
-        return torch.cuda.memory_allocated() / 2**20
-    return _rss_mib()
+def current_mib(runtime: Runtime) -> float:
+    """Memory in use now: GPU memory the runtime holds on a GPU, else the process's resident size."""
+    allocated = runtime.gpu_allocated_mib()
+    return allocated if allocated is not None else _rss_mib()
 
 
-def peak_mib() -> float:
-    """Peak since the last `reset_peak` (CUDA), or the process's lifetime peak resident size (CPU)."""
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def peak_mib(runtime: Runtime) -> float:
+    """Peak since the last `reset_peak` (GPU), or the process's lifetime peak resident size (CPU)."""
+    peak = runtime.gpu_peak_mib()
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def reset_peak() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
+def reset_peak(runtime: Runtime) -> None:
+    runtime.reset_gpu_peak()
 
 
-def release_memory() -> None:
-    """Collect garbage, return freed heap pages to the OS, hand cached CUDA blocks and IPC handles back."""
+def release_memory(runtime: Runtime) -> None:
+    """Collect garbage, return freed heap pages to the OS, hand cached GPU memory back."""
     gc.collect()
     if _LIBC is not None:
         _LIBC.malloc_trim(0)  # glibc keeps freed arenas otherwise: process memory would not drop
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-        torch.cuda.empty_cache()
-        torch.cuda.ipc_collect()
+    runtime.release_gpu()
 
 
-def memory_kind() -> str:
-    return "cuda_allocated" if torch.cuda.is_available() else "process_rss"
+def memory_kind(runtime: Runtime) -> str:
+    return "cuda_allocated" if runtime.gpu_allocated_mib() is not None else "process_rss"

@@ -13,6 +13,7 @@ from typing import Generic, TypeVar
 from loguru import logger
 
 from shared.memory import current_mib, release_memory
+from shared.runtime import Runtime
 from shared.settings import Residency
 
 ModelT = TypeVar("ModelT")
@@ -27,9 +28,10 @@ class LoadInfo:
 class ModelCache(Generic[ModelT]):
     """Thread-safe: concurrent jobs share one model; with Residency.UNLOAD the last job out drops it."""
 
-    def __init__(self, load: Callable[[], ModelT], residency: Residency) -> None:
+    def __init__(self, load: Callable[[], ModelT], residency: Residency, runtime: Runtime) -> None:
         self._load = load
         self._residency = residency
+        self._runtime = runtime
         self._model: ModelT | None = None
         self._users = 0
         self._lock = threading.Lock()
@@ -68,8 +70,8 @@ class ModelCache(Generic[ModelT]):
         """Drop the model and return its memory; the next job loads it again."""
         if self._model is None:
             return
-        before = current_mib()
+        before = current_mib(self._runtime)
         self._model = None
         gc.unfreeze()
-        release_memory()
-        logger.info("model unloaded: memory {:.0f} -> {:.0f} MiB", before, current_mib())
+        release_memory(self._runtime)
+        logger.info("model unloaded: memory {:.0f} -> {:.0f} MiB", before, current_mib(self._runtime))

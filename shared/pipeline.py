@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import random
 import secrets
 import threading
 import time
@@ -18,8 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
-import torch
 from loguru import logger
 
 from shared import audio as audio_codec
@@ -33,6 +30,7 @@ from shared.logs import redact
 from shared.model_cache import LoadInfo, ModelCache
 from shared.progress import AudioStream, Progress
 from shared.results import describe_output, first_output_aliases, parameters_used
+from shared.runtime import Runtime, load_runtime
 from shared.schemas import AudioLabel, JobRequest, parse_request
 from shared.settings import ModelConfig, Residency, Settings, read_settings
 from shared.stop import JobCancelled, StopSignal
@@ -41,26 +39,11 @@ from shared.volume import resolve_model_dir
 Emit = Callable[[dict[str, Any]], None]
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # seeds every CUDA device too
-
-
-def is_cuda_fault(exc: BaseException) -> bool:
-    if isinstance(exc, torch.OutOfMemoryError):
-        return True
-    accelerator_error = getattr(torch, "AcceleratorError", None)
-    if accelerator_error is not None and isinstance(exc, accelerator_error):
-        return True
-    return isinstance(exc, RuntimeError) and ("CUDA error" in str(exc) or "CUBLAS_STATUS" in str(exc))
-
-
-def choose_dtype(settings: Settings, gpu_dtype: torch.dtype, device: torch.device) -> torch.dtype:
+def choose_dtype(settings: Settings, runtime: Runtime, gpu_dtype: str, device_kind: str) -> Any:
     """MODEL_DTYPE=auto is the model's GPU dtype on a GPU, float32 on CPU."""
     if settings.dtype != "auto":
-        return getattr(torch, settings.dtype)
-    return gpu_dtype if device.type == "cuda" else torch.float32
+        return runtime.dtype(settings.dtype)
+    return runtime.dtype(gpu_dtype if device_kind == "cuda" else "float32")
 
 
 class _Timer:
@@ -98,8 +81,9 @@ class Worker:
         self.config = config if config is not None else read_settings(adapter_class.config_model)
         self.name = adapter_class.name()
         self.model_id = self.settings.model_id or adapter_class.catalog.default_model_id
-        # A GPU this torch cannot use is a start-up error, never a silent fall-back to the CPU.
-        self.device = torch.device(choose_device(self.settings.device, host_facts()))
+        self.runtime = load_runtime(adapter_class.runtime)
+        # A GPU the runtime cannot use is a start-up error, never a silent fall-back to the CPU.
+        self.device_kind = choose_device(self.settings.device, host_facts(self.runtime))
         self.residency = self.settings.residency or adapter_class.default_residency
         if self.residency is Residency.OFFLOAD and not adapter_class.supports_offload:
             raise SettingsError(
@@ -108,7 +92,7 @@ class Worker:
         if self.settings.stream_audio and not adapter_class.streams:
             raise SettingsError(f"STREAM_AUDIO=1: {self.name} does not stream audio; leave STREAM_AUDIO unset")
         self.locked = self._check_locked(self.settings.locked_parameters)
-        self.cache: ModelCache[ModelAdapter] = ModelCache(self._load_model, self.residency)
+        self.cache: ModelCache[ModelAdapter] = ModelCache(self._load_model, self.residency, self.runtime)
         self._prepared = False
         # One generation at a time: a job cancelled by RunPod holds the model until its next step.
         self._generating = threading.Lock()
@@ -148,9 +132,10 @@ class Worker:
 
     def _load_model(self) -> ModelAdapter:
         model_dir = self.check_volume()
-        dtype = choose_dtype(self.settings, self.adapter_class.gpu_dtype, self.device)
-        logger.info("loading {} from {} on {} as {}", self.model_id, model_dir, self.device, dtype)
-        target = LoadTarget(model_dir, self.model_id, self.device, dtype, self.residency)
+        dtype = choose_dtype(self.settings, self.runtime, self.adapter_class.gpu_dtype, self.device_kind)
+        logger.info("loading {} from {} on {} as {}", self.model_id, model_dir, self.device_kind, dtype)
+        device = self.runtime.device(self.device_kind)
+        target = LoadTarget(model_dir, self.model_id, device, dtype, self.residency)
         adapter = self.adapter_class(target, self.config, self.settings)
         adapter.setup()
         return adapter
@@ -169,8 +154,8 @@ class Worker:
                 logger.warning("job refused: {}", exc)
                 return {"error": str(exc)}
             except Exception as exc:
-                if is_cuda_fault(exc):
-                    logger.exception("CUDA fault; asking RunPod to recycle this worker")
+                if self.runtime.is_device_fault(exc):
+                    logger.exception("GPU fault; asking RunPod to recycle this worker")
                     self.cache.unload()
                     return {
                         "error": f"GPU fault ({type(exc).__name__}: {redact(str(exc))[:300]}); "
@@ -180,7 +165,7 @@ class Worker:
                 logger.exception("job failed")
                 return {"error": f"internal error ({type(exc).__name__}): {redact(str(exc))[:500]}"}
             finally:
-                memory.release_memory()
+                memory.release_memory(self.runtime)
 
     def _run(
         self, job_id: str, raw_input: Any, progress: Progress, stream: AudioStream | None, stop: StopSignal
@@ -205,8 +190,8 @@ class Worker:
             }
         seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
         with self._generating:
-            memory.reset_peak()
-            memory_before = memory.current_mib()
+            memory.reset_peak(self.runtime)
+            memory_before = memory.current_mib(self.runtime)
             generated = self._generate(request, decoded, JobContext(seed, progress, stop, stream), timer)
         prediction, load_info = generated.prediction, generated.load_info
         with timer.stage("encode"):
@@ -230,11 +215,11 @@ class Worker:
             "parameters": parameters_used(request, seed),
             "timings_s": timer.seconds,
             "memory_mib": {
-                "kind": memory.memory_kind(),
+                "kind": memory.memory_kind(self.runtime),
                 "before_job": round(memory_before, 1),
                 "after_load": round(generated.memory_loaded, 1),
                 "peak": round(generated.memory_peak, 1),
-                "after_job": round(memory.current_mib(), 1),
+                "after_job": round(memory.current_mib(self.runtime), 1),
             },
         }
         if prediction.details:
@@ -286,18 +271,18 @@ class Worker:
         """Load (cached), then predict, holding the model only as long as the prediction runs."""
         with self.cache.use() as (model, load_info):
             timer.seconds["load"] = round(load_info.load_seconds, 4)
-            memory_loaded = memory.current_mib()
+            memory_loaded = memory.current_mib(self.runtime)
             audio_inputs = {
                 label: audio.resampled(model.input_sample_rate).with_channels(model.input_channels)
                 for label, audio in decoded.items()
             }
-            seed_everything(job.seed)
+            self.runtime.seed(job.seed)
             logger.info("generation started")
             try:
                 with timer.stage("generate"):
                     prediction = model.predict(request, audio_inputs, job)
             finally:
                 logger.info("generation ended after {} step(s)", job.stop.steps)
-            memory_peak = memory.peak_mib()
+            memory_peak = memory.peak_mib(self.runtime)
             del model  # the cache must hold the last reference, or unloading after the job frees nothing
         return _Generated(prediction, load_info, memory_loaded, memory_peak)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from shared.cuda import Gpu, HostFacts, choose_device, host_facts
+from shared.cuda import HostFacts, choose_device, host_facts
 from shared.errors import SettingsError
+from shared.runtime import Gpu, LibraryFacts
+from shared.torch_runtime import RUNTIME
 
 pytestmark = pytest.mark.unit
 
@@ -13,7 +15,7 @@ A100, P100 = Gpu("NVIDIA A100-SXM4-80GB", (8, 0)), Gpu("Tesla P100-PCIE-16GB", (
 
 
 def facts(gpus=(A100,), driver="580.82.07", torch_cuda="13.0", sees=True) -> HostFacts:
-    return HostFacts(tuple(gpus), driver, torch_cuda, "2.13.0", sees)
+    return HostFacts(tuple(gpus), driver, LibraryFacts("torch 2.13.0", torch_cuda, sees, ()))
 
 
 def test_a_usable_gpu_is_taken_by_auto_and_cuda():
@@ -35,7 +37,7 @@ def test_an_old_driver_names_what_it_runs_what_is_needed_and_the_endpoint_fix():
             choose_device(wanted, old)
         assert str(caught.value) == (
             "the host's NVIDIA driver 550.54.15 runs CUDA up to 12.4, but this image's torch 2.13.0 is built for "
-            "CUDA 13.0 and needs driver >= 580; set the endpoint's allowed CUDA versions to 13.x only "
+            "CUDA 13.0 and needs driver >= 580; set the endpoint's allowed CUDA versions to 13.x and newer only "
             "(allowedCudaVersions in the REST API, minCudaVersion 13.0 in the v2 API, or the CUDA filter in the "
             "console)"
         )
@@ -54,5 +56,5 @@ def test_a_gpu_torch_cannot_use_for_another_reason_still_stops_the_start():
 
 
 def test_this_host_reads_consistently():
-    here = host_facts()
-    assert choose_device("auto", here) == ("cuda" if here.torch_sees_gpu else "cpu")
+    here = host_facts(RUNTIME)
+    assert choose_device("auto", here) == ("cuda" if here.library.sees_gpu else "cpu")

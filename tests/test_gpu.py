@@ -38,7 +38,7 @@ def test_tiny_model_runs_on_cuda_in_its_gpu_dtype(tiny_volume, tmp_path, worker)
     result = started.run(_job(worker))
     assert "error" not in result, result
     adapter = started.cache._model
-    assert adapter.device.type == "cuda" and adapter.dtype == adapter.gpu_dtype
+    assert adapter.device.type == "cuda" and adapter.dtype == getattr(torch, adapter.gpu_dtype)
     memory = result["memory_mib"]
     assert memory["kind"] == "cuda_allocated" and memory["peak"] >= memory["after_load"] > 0
     print(f"{worker}: {memory}")
@@ -87,9 +87,10 @@ def test_a_real_out_of_memory_asks_for_a_new_worker(tiny_volume, tmp_path, monke
 
 def test_this_gpu_host_is_accepted_for_what_it_is():
     from shared.cuda import choose_device, host_facts
+    from shared.torch_runtime import RUNTIME
 
-    facts = host_facts()
-    assert facts.gpus and facts.torch_sees_gpu and facts.driver
+    facts = host_facts(RUNTIME)
+    assert facts.gpus and facts.library.sees_gpu and facts.driver
     assert int(facts.driver.split(".")[0]) >= 580
     assert choose_device("auto", facts) == choose_device("cuda", facts) == "cuda"
     print(f"host: {facts}")

@@ -18,6 +18,7 @@ from tests.support import REPO
 pytestmark = pytest.mark.unit
 
 WORKERS = workers.worker_names()
+INSTALL_INPUTS = ("requirements-nodeps.lock", "image-prune.txt")
 
 
 def _requirements(path: Path) -> list[str]:
@@ -91,11 +92,11 @@ def test_worker_docs_image_and_entry_point(worker):
     assert f"(handlers/{worker}/README.md)" in (REPO / "README.md").read_text()
     dockerfile = (REPO / "dockerfiles" / f"{worker}.Dockerfile").read_text()
     assert f'CMD ["python", "-m", "handlers.{worker}"]' in dockerfile
-    extra_locks = [path.name for path in (workers.HANDLERS / worker).glob("requirements-*.lock")]
     copied = "COPY dockerfiles/install_locked.sh handlers/{worker}/requirements.lock /tmp/worker/"
     assert copied.format(worker=worker) in dockerfile
-    for lock in extra_locks:
-        assert f"COPY handlers/{worker}/{lock} /tmp/worker/" in dockerfile
+    for optional in INSTALL_INPUTS:  # what install_locked.sh reads when the worker has it
+        if (workers.HANDLERS / worker / optional).is_file():
+            assert re.search(rf"^COPY .*handlers/{worker}/{re.escape(optional)} .*/tmp/worker/$", dockerfile, re.M)
     assert "RUN sh /tmp/worker/install_locked.sh /tmp/worker" in dockerfile
     assert f"COPY handlers/{worker}/ handlers/{worker}/" in dockerfile
     assert f"RUN python -m shared.bytecode handlers.{worker}.adapter" in dockerfile
@@ -189,3 +190,26 @@ def test_shared_code_and_tools_name_no_worker():
         text = "\n".join(line for line in path.read_text().splitlines() if not line.startswith("DEFAULT_WORKER :="))
         for worker in WORKERS:
             assert not re.search(rf"\b{worker}\b", text), f"{path.relative_to(REPO)} names {worker}"
+
+
+def test_the_shared_library_imports_no_inference_library():
+    """An ONNX worker's image carries no torch: shared/ reaches torch only through shared.torch_runtime."""
+    modules = [path.stem for path in (REPO / "shared").glob("*.py") if path.stem not in ("__init__", "torch_runtime")]
+    check = (
+        f"import sys, {', '.join(f'shared.{name}' for name in modules)}; "
+        "print(sorted(m for m in ('torch', 'onnxruntime', 'transformers') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("worker", [w for w in WORKERS if (workers.HANDLERS / w / "image-prune.txt").is_file()])
+def test_every_path_an_image_prunes_is_still_installed(worker):
+    """A pattern that matches nothing would fail the image build: a library update moved the files."""
+    site_packages = next(Path(path) for path in sys.path if path.endswith("site-packages"))
+    lines = (workers.HANDLERS / worker / "image-prune.txt").read_text().splitlines()
+    patterns = [line for line in lines if line and not line.startswith("#")]
+    assert patterns
+    for pattern in patterns:
+        assert list(site_packages.glob(pattern)), f"{pattern} matches nothing in {site_packages}"

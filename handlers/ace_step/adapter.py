@@ -28,7 +28,7 @@ class AceStep(ModelAdapter[AceStepRequest, AceStepConfig]):
     catalog = CATALOG
     request_model = AceStepRequest
     config_model = AceStepConfig
-    gpu_dtype: ClassVar[torch.dtype] = torch.bfloat16
+    gpu_dtype: ClassVar[str] = "bfloat16"
     input_channels: ClassVar[int] = 2
     default_residency: ClassVar[Residency] = Residency.UNLOAD
     supports_offload: ClassVar[bool] = True

@@ -63,7 +63,7 @@ class HiggsAudio(ModelAdapter[HiggsAudioRequest, HiggsAudioConfig]):
     catalog = CATALOG
     request_model = HiggsAudioRequest
     config_model = HiggsAudioConfig
-    gpu_dtype: ClassVar[torch.dtype] = torch.bfloat16
+    gpu_dtype: ClassVar[str] = "bfloat16"
     input_channels: ClassVar[int] = 1
     max_input_seconds: ClassVar[float] = 120.0  # a reference voice
     first_output_fields = {

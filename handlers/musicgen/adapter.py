@@ -33,7 +33,7 @@ class MusicGen(ModelAdapter[MusicGenRequest, MusicGenConfig]):
     catalog = CATALOG
     request_model = MusicGenRequest
     config_model = MusicGenConfig
-    gpu_dtype: ClassVar[torch.dtype] = torch.float16
+    gpu_dtype: ClassVar[str] = "float16"
     max_input_seconds: ClassVar[float] = 300.0  # a melody longer than the longest piece serves nothing
 
     def setup(self) -> None:

@@ -102,7 +102,7 @@ class VoxCPM(ModelAdapter[VoxCPMRequest, VoxCPMConfig]):
     catalog = CATALOG
     request_model = VoxCPMRequest
     config_model = VoxCPMConfig
-    gpu_dtype: ClassVar[torch.dtype] = torch.bfloat16
+    gpu_dtype: ClassVar[str] = "bfloat16"
     streams: ClassVar[bool] = True
     max_input_seconds: ClassVar[float] = 300.0  # a voice prompt; its latents stay a few MB
 
