@@ -29,7 +29,7 @@ def build(volume: Path, worker: str, size: str = "tiny") -> list[Path]:
     torch.manual_seed(0)
     built = []
     for tiny in workers.module(worker, "fixtures").TINY_MODELS:
-        target = volume / worker / tiny.model_id_for(size)
+        target = workers.catalog(worker).model_folder(volume, tiny.model_id_for(size))
         tiny.build(target, size)
         built.append(target)
         print(f"built {tiny.model_id_for(size)} at {target}")

@@ -3,8 +3,9 @@
     python scripts/lock_requirements.py            # every worker
     python scripts/lock_requirements.py <worker>   # one
 
-Inputs: shared/requirements.txt and handlers/<worker>/requirements.txt, under shared/constraints.txt
-(handlers/<worker>/requirements-nodeps.txt, when present, is locked alone, without its dependencies).
+Inputs: shared/requirements.txt and handlers/<worker>/requirements.txt (and requirements-image.txt, what
+only the image installs), under shared/constraints.txt (handlers/<worker>/requirements-nodeps.txt, when
+present, is locked alone, without its dependencies).
 Output: handlers/<worker>/requirements.lock (and requirements-nodeps.lock), resolved by uv against PyPI;
 the image installs them with `pip install --no-deps --require-hashes`, so a rebuild next month installs
 the very same files. The first line records a digest of the inputs: tests/test_layout.py fails when a lock
@@ -33,7 +34,10 @@ def lock_inputs(worker: str) -> dict[str, tuple[list[Path], list[Path]]]:
     """Each lock file of a worker: (the requirement files it resolves, the constraint files it obeys)."""
     folder = workers.HANDLERS / worker
     shared_requirements, constraints = SHARED_INPUTS
-    locks = {"requirements.lock": ([shared_requirements, folder / "requirements.txt"], [constraints])}
+    requirements = [shared_requirements, folder / "requirements.txt"]
+    if (folder / "requirements-image.txt").is_file():  # what only the image installs (a GPU's libraries)
+        requirements.append(folder / "requirements-image.txt")
+    locks = {"requirements.lock": (requirements, [constraints])}
     if (folder / "requirements-nodeps.txt").is_file():
         locks["requirements-nodeps.lock"] = ([folder / "requirements-nodeps.txt"], [constraints])
     return locks

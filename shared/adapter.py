@@ -106,6 +106,11 @@ class ModelAdapter(ABC, Generic[RequestT, ConfigT]):
         """
 
     @classmethod
+    def model_dir_variable(cls, config: ConfigT) -> Path | None:
+        """The model's own variable naming its folder, read when MODEL_DIR is unset (MODEL_DIR wins)."""
+        return None
+
+    @classmethod
     def check_request(cls, request: RequestT, config: ConfigT) -> None:
         """Rules that depend on the endpoint's configuration, checked before any model loads."""
 

@@ -116,7 +116,8 @@ class Worker:
             self.settings.volume_root,
             catalog.required_files,
             catalog.weight_folders,
-            self.settings.model_dir,
+            self.settings.model_dir or self.adapter_class.model_dir_variable(self.config),
+            catalog.models_folder,
         )
         if not self._prepared:
             self.adapter_class.prepare(model_dir, self.config, self.settings)

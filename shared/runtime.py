@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 # Runtime name -> the module that defines it (as RUNTIME), imported only by the workers that use it.
-RUNTIMES = {"torch": "shared.torch_runtime"}
+RUNTIMES = {"torch": "shared.torch_runtime", "onnxruntime": "shared.onnx_runtime"}
 
 
 @dataclass(frozen=True)

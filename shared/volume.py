@@ -2,7 +2,8 @@
 
 A model is found, in this order:
 1. MODEL_DIR, when set: that folder, as it is;
-2. <VOLUME_ROOT>/<handler>/<org>/<name>: the layout our populator writes;
+2. <VOLUME_ROOT>/<handler>/[<models folder>/]<org>/<name>: the layout our populator writes (a worker whose
+   models are not hub repositories keeps them one folder down, its catalog's models_folder);
 3. <VOLUME_ROOT>/huggingface-cache/hub/models--<org>--<name>/snapshots/<revision>: RunPod's cached
    Hugging Face models (the revision refs/main names, else the only snapshot).
 Runtime never reaches a hub: importing `shared` sets the offline variables before any model library loads.
@@ -34,10 +35,17 @@ class VolumeCatalog:
     required_files: tuple[RequiredFile, ...]  # what a complete model folder holds
     weight_folders: tuple[str, ...] = ("",)  # where safetensors weights live ("" = the folder itself)
     companion_folders: tuple[str, ...] = ()  # other folders under <worker>/ the worker reads (e.g. voices)
+    models_folder: str = ""  # where under <worker>/ its models live ("" = <worker>/ itself)
+
+    def models_root(self) -> str:
+        return f"{self.worker}/{self.models_folder}" if self.models_folder else self.worker
+
+    def model_folder(self, volume_root: Path, model_id: str) -> Path:
+        return volume_root / self.models_root() / model_id
 
     def folders(self) -> list[str]:
         """Every folder, relative to the volume root, that this worker reads by default."""
-        return [f"{self.worker}/{repo}" for repo in self.repositories] + [
+        return [f"{self.models_root()}/{repo}" for repo in self.repositories] + [
             f"{self.worker}/{folder}" for folder in self.companion_folders
         ]
 
@@ -86,17 +94,19 @@ def resolve_model_dir(
     required_files: Iterable[RequiredFile],
     weight_folders: Iterable[str] = ("",),
     explicit_dir: Path | None = None,
+    models_folder: str = "",
 ) -> Path:
     """The folder holding a complete checkpoint, or a ModelFilesError naming the path and the fix.
 
     `weight_folders`: where safetensors weights must be ("" = the folder itself; a diffusers pipeline
-    keeps one set per component subfolder). `explicit_dir` (MODEL_DIR) skips the lookup.
+    keeps one set per component subfolder; none for a model without safetensors). `explicit_dir`
+    (MODEL_DIR) skips the lookup; `models_folder` is the catalog's.
     """
     command = populate_command(worker, model_id, volume_root)
     if explicit_dir is not None:
         folder = explicit_dir
     else:
-        folder = volume_root / worker / model_id
+        folder = volume_root / worker / models_folder / model_id
         if not folder.is_dir():
             folder = _hf_cache_snapshot(volume_root, model_id) or folder
     if not folder.is_dir():

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import requests
-import torch
 
 from shared import workers
 from shared.pipeline import Worker
@@ -144,8 +143,19 @@ def test_a_missing_model_folder_is_known_at_start_up(worker_env, worker, residen
     worker_env(worker, MODEL_ID="org/absent", MODEL_RESIDENCY=residency.value)
     started = start_worker(workers.adapter_class(worker))
     assert isinstance(started, StartupFailure)
-    assert f"/{worker}/org/absent not found" in started.error
+    assert f"/{workers.catalog(worker).models_root()}/org/absent not found" in started.error
     assert f"python scripts/populate_volume.py {worker} --model-id org/absent" in started.error
+
+
+def _out_of_memory(runtime: str) -> tuple[Exception, str]:
+    """Running out of GPU memory as the worker's runtime reports it, and how the error names it."""
+    if runtime == "onnxruntime":
+        from onnxruntime.capi.onnxruntime_pybind11_state import Fail
+
+        return Fail("[ONNXRuntimeError] : 1 : FAIL : CUDA failure 2: out of memory ; GPU=0"), "Fail: [ONNXRuntimeError]"
+    import torch
+
+    return torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "OutOfMemoryError: CUDA out of"
 
 
 @pytest.mark.tiny
@@ -155,13 +165,15 @@ def test_a_gpu_fault_frees_the_model_and_asks_for_a_new_worker(worker_env, monke
     started = start_worker(workers.adapter_class(worker))
     assert isinstance(started, Worker) and started.cache.is_loaded
 
+    exception, named = _out_of_memory(workers.adapter_class(worker).runtime)
+
     def fault(*args, **kwargs):
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        raise exception
 
     monkeypatch.setattr(started.cache._model, "predict", fault)
     result = started.run({"id": "oom", "input": _job(worker)})
     assert result["refresh_worker"] is True
-    assert result["error"].startswith("GPU fault (OutOfMemoryError: CUDA out of memory")
+    assert result["error"].startswith(f"GPU fault ({named}")
     assert not started.cache.is_loaded  # dropped with its memory, not kept half-broken
     assert "outputs" in started.run({"id": "after", "input": _job(worker)})  # a fresh load serves again
 

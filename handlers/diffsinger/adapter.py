@@ -1,0 +1,144 @@
+"""DiffSinger: an OpenUtau voicebank's ONNX graphs through onnxruntime, singing a .ds score.
+
+The bank is read and every graph loaded once (`setup`); a job's score is checked against the bank (its
+phonemes, speakers and key-shift range) before any graph runs, then each segment is sung and mixed at
+its offset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from handlers.diffsinger.catalog import CATALOG
+from handlers.diffsinger.config import DiffSingerConfig
+from handlers.diffsinger.runner import Controls, Note, Segment, Synthesizer
+from handlers.diffsinger.schema import DiffSingerRequest, DsSegment
+from handlers.diffsinger.voicebank import Voicebank, load_voicebank
+from shared.adapter import JobContext, ModelAdapter, Prediction
+from shared.audio import Audio
+from shared.errors import InputError
+from shared.schemas import AudioLabel
+from shared.settings import Settings
+
+
+def vocoders_dir(config: DiffSingerConfig, settings: Settings) -> Path:
+    return config.vocoders_dir or settings.volume_root / CATALOG.worker / "vocoders"
+
+
+class DiffSinger(ModelAdapter[DiffSingerRequest, DiffSingerConfig]):
+    catalog = CATALOG
+    request_model = DiffSingerRequest
+    config_model = DiffSingerConfig
+    runtime: ClassVar[str] = "onnxruntime"
+    gpu_dtype: ClassVar[str] = "float32"  # the graphs' own; reported only
+
+    @classmethod
+    def model_dir_variable(cls, config: DiffSingerConfig) -> Path | None:
+        return config.model_path
+
+    @classmethod
+    def prepare(cls, model_dir: Path, config: DiffSingerConfig, settings: Settings) -> None:
+        load_voicebank(model_dir, vocoders_dir(config, settings))  # a broken bank is known before any job
+
+    @classmethod
+    def check_request(cls, request: DiffSingerRequest, config: DiffSingerConfig) -> None:
+        if request.total_seconds() > config.max_seconds:
+            raise InputError(
+                f"ds: the score lasts {request.total_seconds():.1f} s, over this endpoint's "
+                f"{config.max_seconds:g} s (DIFFSINGER_MAX_SECONDS)"
+            )
+
+    def setup(self) -> None:
+        self.bank: Voicebank = load_voicebank(self.model_dir, vocoders_dir(self.config, self.settings))
+        self.synthesizer = Synthesizer(self.bank, self.device, self.config.threads)
+
+    def predict(self, request: DiffSingerRequest, audio_inputs: dict[AudioLabel, Audio], job: JobContext) -> Prediction:
+        mix = self._speaker_mix(request.speaker, request.speaker_mix, "speaker_mix")
+        segments = [self._segment(number, segment) for number, segment in enumerate(request.ds)]
+        segment_mixes = [
+            self._speaker_mix(None, given.spk_mix, f"ds[{number}].spk_mix") if given.spk_mix else mix
+            for number, given in enumerate(request.ds)
+        ]
+        gender = self._gender(request.key_shift)
+        rate = self.bank.mel.sample_rate
+        song = np.zeros(round(request.total_seconds() * rate), dtype=np.float32)
+        for number, (segment, segment_mix) in enumerate(zip(segments, segment_mixes, strict=True)):
+            job.progress("singing", number / len(segments))
+            controls = Controls(segment_mix, gender, request.velocity, request.steps, request.depth)
+            waveform = self.synthesizer.render(segment, controls, job.stop.step)
+            start = int(round(segment.offset * rate))
+            end = min(song.size, start + waveform.size)
+            song[start:end] += waveform[: end - start]
+        details = {
+            "voicebank": self.bank.name,
+            "speakers": list(self.bank.acoustic.speakers),
+            "segments": len(segments),
+            "steps": request.steps,
+            "depth": min(request.depth, self.bank.max_depth) if self.bank.variable_depth else None,
+        }
+        return Prediction([Audio(np.clip(song, -1.0, 1.0)[:, None], rate)], details=details)
+
+    def _speaker_mix(self, speaker: str | None, weights: dict[str, float] | None, field: str) -> dict[str, float]:
+        names = self.bank.acoustic.speakers
+        if not names:
+            if speaker is not None or weights:
+                raise InputError(f"{'speaker' if speaker else field}: this bank has a single voice")
+            return {}
+        wanted = {speaker: 1.0} if speaker is not None else dict(weights or {names[0]: 1.0})
+        unknown = sorted(set(wanted) - set(names))
+        if unknown:
+            raise InputError(
+                f"{'speaker' if speaker else field}: {', '.join(unknown)} is not a speaker of this bank "
+                f"(speakers: {', '.join(names)})"
+            )
+        total = sum(wanted.values())
+        if not total > 0:
+            raise InputError(f"{field}: at least one weight above 0")
+        return {name: weight / total for name, weight in wanted.items()}
+
+    def _gender(self, key_shift: float) -> float:
+        """The key-shift embedding's input: key_shift over the bank's range, in -1..1."""
+        if key_shift == 0:
+            return 0.0
+        bounds = self.bank.key_shift_range
+        if bounds is None or not self.synthesizer.acoustic.takes("gender"):
+            raise InputError("key_shift: this bank has no key-shift embedding; leave key_shift at 0")
+        low, high = bounds
+        if not low <= key_shift <= high:
+            raise InputError(f"key_shift: {key_shift:g} is outside this bank's range {low:g}..{high:g} semitones")
+        return key_shift / high if key_shift > 0 else key_shift / abs(low)
+
+    def _segment(self, number: int, given: DsSegment) -> Segment:
+        """A score segment checked against the bank: every phoneme in each table a graph will read."""
+        phonemes = given.phonemes()
+        tables = [self.bank.acoustic]
+        if given.f0_seq is None and self.bank.pitch is not None:
+            tables.append(self.bank.pitch)
+        if self.bank.variance is not None and self.synthesizer.needed_curves:
+            tables.append(self.bank.variance)
+        for stage in tables:
+            unknown = sorted({symbol for symbol in phonemes if symbol not in stage.phonemes})
+            if unknown:
+                where = stage.folder.relative_to(self.bank.folder).as_posix()
+                raise InputError(
+                    f"ds[{number}].ph_seq: {', '.join(unknown[:10])} not in this bank's phoneme table"
+                    f"{f' ({where}/)' if where != '.' else ''}"
+                )
+        curves = {}
+        for name in ("energy", "breathiness", "voicing", "tension", "gender", "velocity"):
+            curve = given.curve(name)
+            if curve is not None:
+                curves[name] = (np.asarray(curve[0], dtype=np.float32), curve[1])
+        f0 = given.curve("f0")
+        return Segment(
+            offset=given.offset,
+            phonemes=phonemes,
+            durations=given.durations(),
+            notes=[Note(midi, seconds) for midi, seconds in given.notes()],
+            words=given.words(),
+            f0=(np.asarray(f0[0], dtype=np.float32), f0[1]) if f0 else None,
+            curves=curves,
+        )

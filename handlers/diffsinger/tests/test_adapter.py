@@ -1,0 +1,129 @@
+"""DiffSinger in process on the tiny banks: scores sung and mixed at their offsets, the voice controls,
+the legacy graphs, and every refusal before a graph runs (each followed by a good job)."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from handlers.diffsinger.adapter import DiffSinger
+from shared.pipeline import Worker
+from shared.settings import Settings
+
+pytestmark = pytest.mark.tiny
+
+JOB = json.loads((Path(__file__).parents[1] / "test_input.json").read_text())["input"]
+SEGMENT = JOB["ds"]
+LENGTH = 2.08  # seconds of the test segment
+
+
+@pytest.fixture(scope="module")
+def banks(tiny_volume) -> Path:
+    return tiny_volume.ensure("diffsinger")
+
+
+def _worker(banks: Path, tmp_path: Path, model_id: str = "tiny-random-bank") -> Worker:
+    return Worker(DiffSinger, Settings(volume_root=banks, model_id=model_id, output_dir=tmp_path))
+
+
+def _sing(worker: Worker, job_input: dict) -> np.ndarray:
+    result = worker.run({"id": "j", "input": {"return_base64": True, "seed": 1, **job_input}})
+    assert "error" not in result, result
+    samples, rate = soundfile.read(io.BytesIO(_base64(result)), dtype="float32")
+    assert rate == 44100
+    return samples
+
+
+def _base64(result: dict) -> bytes:
+    import base64
+
+    return base64.b64decode(result["outputs"][0]["base64"])
+
+
+def test_segments_are_mixed_at_their_offsets(banks, tmp_path):
+    worker = _worker(banks, tmp_path)
+    song = _sing(worker, {"ds": [SEGMENT, SEGMENT | {"offset": 4.0}], "steps": 3})
+    assert len(song) == round((4.0 + LENGTH) * 44100)
+    first, gap, second = song[:88200], song[round(2.2 * 44100) : round(3.9 * 44100)], song[4 * 44100 :]
+    assert np.abs(first).max() > 0.01 and np.abs(second).max() > 0.01
+    assert np.abs(gap).max() == 0.0  # nothing sings between the segments
+    alone = _sing(worker, {"ds": SEGMENT, "steps": 3})
+    np.testing.assert_allclose(second[: len(alone)], alone, atol=1e-6)  # the same segment, moved
+
+
+def test_voice_controls_change_the_voice_and_seeds_repeat(banks, tmp_path):
+    worker = _worker(banks, tmp_path)
+    base = {"ds": SEGMENT, "steps": 3}
+    alto = _sing(worker, base | {"speaker": "tiny.alto"})
+    assert np.array_equal(alto, _sing(worker, base | {"speaker": "tiny.alto"}))
+    assert np.array_equal(alto, _sing(worker, base))  # the first speaker is the default
+    tenor = _sing(worker, base | {"speaker": "tiny.tenor"})
+    mixed = _sing(worker, base | {"speaker_mix": {"tiny.alto": 0.5, "tiny.tenor": 0.5}})
+    shifted = _sing(worker, base | {"key_shift": 3.0})
+    for other in (tenor, mixed, shifted):
+        assert not np.allclose(alto, other)
+    assert not np.allclose(tenor, mixed)
+
+
+def test_a_score_with_its_pitch_and_curves_needs_no_prediction(banks, tmp_path):
+    worker = _worker(banks, tmp_path)
+    frames = 200
+    fixed = SEGMENT | {
+        "f0_seq": " ".join(["261.6"] * frames),
+        "f0_timestep": "0.011609977",
+        "energy": " ".join(["-30"] * frames),
+        "energy_timestep": 0.011609977,
+        "breathiness": " ".join(["-50"] * frames),
+        "breathiness_timestep": 0.011609977,
+    }
+    sung = _sing(worker, {"ds": fixed, "steps": 2})
+    assert len(sung) == round(LENGTH * 44100) and np.abs(sung).max() > 0.01
+    assert not np.allclose(sung, _sing(worker, {"ds": SEGMENT, "steps": 2}))
+
+
+def test_the_legacy_bank_sings(banks, tmp_path):
+    worker = _worker(banks, tmp_path, "tiny-random-legacy")
+    legacy = SEGMENT | {"ph_seq": SEGMENT["ph_seq"].replace("en/", "")}
+    sung = _sing(worker, {"ds": legacy, "steps": 5, "depth": 0.3})
+    assert np.abs(sung).max() > 0.01
+    error = worker.run({"id": "s", "input": {"ds": legacy, "speaker": "tiny.alto"}})["error"]
+    assert error == "speaker: this bank has a single voice"
+    error = worker.run({"id": "k", "input": {"ds": legacy, "key_shift": 2.0}})["error"]
+    assert error == "key_shift: this bank has no key-shift embedding; leave key_shift at 0"
+
+
+BAD_INPUTS = [
+    ({"ds": SEGMENT | {"ph_seq": SEGMENT["ph_seq"].replace("en/ow", "en/zz")}}, "ds[0].ph_seq: en/zz not in this bank"),
+    ({"ds": [SEGMENT, SEGMENT | {"ph_seq": "SP qq SP", "ph_dur": "1 1 1", "ph_num": "3"}]}, "ds[1].ph_seq: qq"),
+    ({"ds": SEGMENT | {"ph_num": "2 2 2 3"}}, "ph_num: positive whole numbers summing to the 10 phonemes"),
+    ({"ds": SEGMENT | {"note_dur": "0.38 0.4 0.5"}}, "note_seq has 5 notes but note_dur has 3"),
+    ({"ds": SEGMENT | {"ph_dur": "0.3 0.08"}}, "ph_dur: 2 durations for 10 phonemes in ph_seq"),
+    ({"ds": SEGMENT | {"note_seq": "rest C4 E4 H4 rest"}}, "'H4' is not a note name"),
+    ({"ds": SEGMENT | {"f0_seq": "220 220"}}, "f0_timestep: required with a f0 curve"),
+    (
+        {"ds": SEGMENT, "speaker": "bass"},
+        "speaker: bass is not a speaker of this bank (speakers: tiny.alto, tiny.tenor)",
+    ),
+    ({"ds": SEGMENT, "speaker_mix": {"tiny.alto": 0.5, "soprano": 0.5}}, "speaker_mix: soprano is not a speaker"),
+    ({"ds": SEGMENT, "speaker": "tiny.alto", "speaker_mix": {"tiny.alto": 1}}, "speaker and speaker_mix: give one"),
+    ({"ds": SEGMENT, "key_shift": 7}, "key_shift: 7 is outside this bank's range -5..5 semitones"),
+    (
+        {"ds": SEGMENT | {"offset": 700}},
+        "ds: the score lasts 702.1 s, over this endpoint's 600 s (DIFFSINGER_MAX_SECONDS)",
+    ),
+    ({"ds": SEGMENT, "steps": 0}, "steps"),
+]
+
+
+@pytest.mark.parametrize(("job_input", "expected"), BAD_INPUTS)
+def test_bad_input_is_refused_and_the_next_job_sings(banks, tmp_path, job_input, expected):
+    worker = _worker(banks, tmp_path)
+    error = worker.run({"id": "bad", "input": copy.deepcopy(job_input)})["error"]
+    assert expected in error, error
+    assert "outputs" in worker.run({"id": "good", "input": {"ds": SEGMENT, "steps": 2}})
