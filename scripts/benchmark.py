@@ -20,6 +20,7 @@ worker named is imported.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -29,8 +30,6 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import torch  # noqa: E402
 
 from scripts.build_tiny_models import build  # noqa: E402
 from shared import workers  # noqa: E402
@@ -55,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     adapter = workers.adapter_class(args.worker)
     case = workers.module(args.worker, "baseline").BASELINE
     model_id = workers.module(args.worker, "fixtures").TINY_MODELS[0].model_id_for("bench")
-    folder = args.volume / args.worker / model_id
+    folder = workers.catalog(args.worker).model_folder(args.volume, model_id)
     if not folder.is_dir():
         build(args.volume, args.worker, "bench")
     job = {"id": "bench", "input": case.job_input | {"seed": SEED}}
@@ -102,9 +101,9 @@ def main(argv: list[str] | None = None) -> int:
             samples["bare"] = waveform.shape[-1]
         del worker, loaded
 
-    params = sum(p.numel() for p in case.load(folder)[0].parameters()) / 1e6
+    size = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) / 1e6
     median = statistics.median
-    print(f"model: {model_id} ({params:.0f} M params in its main module), cpu, {torch.get_num_threads()} threads")
+    print(f"model: {model_id} ({size:.0f} MB on disk), cpu, {os.cpu_count()} cores")
     print(f"same work on both sides: {samples['handler']} samples (handler) vs {samples['bare']} (bare)")
     print(f"repeats: {args.repeats} cold, {args.repeats**2} warm (medians)")
     print(f"warm   handler job     {median(warm_handler):7.3f} s   bare calls           {median(warm_bare):7.3f} s")

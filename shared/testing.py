@@ -43,7 +43,7 @@ class Baseline:
     """The bare library calls the worker's job is measured against (scripts/benchmark.py)."""
 
     job_input: dict[str, Any]  # the same work, as a request to the worker
-    load: Callable[[Path], Any]  # model folder -> (the main torch module, whatever `run` needs)
+    load: Callable[[Path], Any]  # model folder -> whatever `run` needs (loaded once, reused)
     run: Callable[[Any, int], Any]  # (loaded, seed) -> waveform whose last axis is samples
 
 

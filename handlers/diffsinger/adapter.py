@@ -1,8 +1,9 @@
-"""DiffSinger: an OpenUtau voicebank's ONNX graphs through onnxruntime, singing a .ds score.
+"""DiffSinger: an OpenUtau voicebank's ONNX graphs through onnxruntime, singing a .ds score, lyrics on
+notes, or text on a default melody.
 
-The bank is read and every graph loaded once (`setup`); a job's score is checked against the bank (its
-phonemes, speakers and key-shift range) before any graph runs, then each segment is sung and mixed at
-its offset.
+The bank is read and every graph loaded once (`setup`); a job is checked against the bank (its words,
+phonemes, speakers and key-shift range) before any graph but the duration model runs, then each segment
+is sung and mixed at its offset.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import numpy as np
 
 from handlers.diffsinger.catalog import CATALOG
 from handlers.diffsinger.config import DiffSingerConfig
+from handlers.diffsinger.lyrics import LEAD_IN, SungNote, group_phonemes, melody_for_text, timed_phonemes
 from handlers.diffsinger.runner import Controls, Note, Segment, Synthesizer
 from handlers.diffsinger.schema import DiffSingerRequest, DsSegment
-from handlers.diffsinger.voicebank import Voicebank, load_voicebank
+from handlers.diffsinger.voicebank import Dictionary, Voicebank, load_voicebank
 from shared.adapter import JobContext, ModelAdapter, Prediction
 from shared.audio import Audio
 from shared.errors import InputError
@@ -57,19 +59,22 @@ class DiffSinger(ModelAdapter[DiffSingerRequest, DiffSingerConfig]):
 
     def predict(self, request: DiffSingerRequest, audio_inputs: dict[AudioLabel, Audio], job: JobContext) -> Prediction:
         mix = self._speaker_mix(request.speaker, request.speaker_mix, "speaker_mix")
-        segments = [self._segment(number, segment) for number, segment in enumerate(request.ds)]
-        segment_mixes = [
-            self._speaker_mix(None, given.spk_mix, f"ds[{number}].spk_mix") if given.spk_mix else mix
-            for number, given in enumerate(request.ds)
-        ]
         gender = self._gender(request.key_shift)
+        if request.ds is not None:
+            segments = [self._segment(number, segment) for number, segment in enumerate(request.ds)]
+            mixes = [
+                self._speaker_mix(None, given.spk_mix, f"ds[{number}].spk_mix") if given.spk_mix else mix
+                for number, given in enumerate(request.ds)
+            ]
+        else:
+            segments, mixes = [self._sung(request, mix)], [mix]
         rate = self.bank.mel.sample_rate
-        song = np.zeros(round(request.total_seconds() * rate), dtype=np.float32)
-        for number, (segment, segment_mix) in enumerate(zip(segments, segment_mixes, strict=True)):
+        song = np.zeros(round(max(s.offset + sum(s.durations) for s in segments) * rate), dtype=np.float32)
+        for number, (segment, segment_mix) in enumerate(zip(segments, mixes, strict=True)):
             job.progress("singing", number / len(segments))
             controls = Controls(segment_mix, gender, request.velocity, request.steps, request.depth)
             waveform = self.synthesizer.render(segment, controls, job.stop.step)
-            start = int(round(segment.offset * rate))
+            start = round(segment.offset * rate)
             end = min(song.size, start + waveform.size)
             song[start:end] += waveform[: end - start]
         details = {
@@ -79,7 +84,53 @@ class DiffSinger(ModelAdapter[DiffSingerRequest, DiffSingerConfig]):
             "steps": request.steps,
             "depth": min(request.depth, self.bank.max_depth) if self.bank.variable_depth else None,
         }
+        if request.ds is None:
+            details["phonemes"] = " ".join(segments[0].phonemes)  # what the dictionary made of the words
         return Prediction([Audio(np.clip(song, -1.0, 1.0)[:, None], rate)], details=details)
+
+    def _sung(self, request: DiffSingerRequest, mix: dict[str, float]) -> Segment:
+        """Lyrics on notes, or text on the default melody, timed by the bank's duration model."""
+        field = "text" if request.text is not None else "lyrics"
+        if self.synthesizer.dur is None:
+            raise InputError(
+                f"{field}: this bank has no timing model (dsdur/) to place phonemes on notes; "
+                "send a .ds score with every phoneme's duration"
+            )
+        if request.text is not None:
+            notes = melody_for_text(request.text, request.key, request.bpm or 120.0)
+        else:
+            words = iter(request.lyrics.split())
+            beat = request.beat_seconds()
+            notes = [
+                SungNote(note.pitch, note.duration * beat, next(words) if note.pitch is not None else None)
+                for note in request.notes
+            ]
+        dictionary, language = self._dictionary(request.language, field)
+        groups = group_phonemes(notes, dictionary, self.bank.dur, language, field)
+        phonemes = [symbol for group in groups for symbol in group.phonemes]
+        self._check_phonemes(phonemes, field, pitch_predicted=True)
+        end = LEAD_IN + sum(note.seconds for note in notes)
+        timed = timed_phonemes(groups, self.synthesizer.predict_durations(groups, end, mix), self.bank.dur, notes)
+        return Segment(
+            offset=0.0,
+            phonemes=timed.phonemes,
+            durations=timed.durations,
+            notes=[Note(midi, seconds) for midi, seconds in zip(timed.note_midi, timed.note_seconds, strict=True)],
+            words=timed.word_div,
+        )
+
+    def _dictionary(self, language: str | None, field: str) -> tuple[Dictionary, str]:
+        """The timing model's dictionary for the language (dsdict-<language>.yaml, else dsdict.yaml)."""
+        known = self.bank.languages
+        if language is not None and known and language not in known:
+            raise InputError(f"language: {language} is not one of this bank's ({', '.join(known)})")
+        language = language or (known[0] if known else "")
+        dictionary = self.bank.dictionaries.get(language) or self.bank.dictionaries.get("")
+        if dictionary is None:
+            raise InputError(
+                f"{field}: this bank has no dictionary for {language or 'its language'} (dsdur/dsdict*.yaml)"
+            )
+        return dictionary, language
 
     def _speaker_mix(self, speaker: str | None, weights: dict[str, float] | None, field: str) -> dict[str, float]:
         names = self.bank.acoustic.speakers
@@ -111,11 +162,10 @@ class DiffSinger(ModelAdapter[DiffSingerRequest, DiffSingerConfig]):
             raise InputError(f"key_shift: {key_shift:g} is outside this bank's range {low:g}..{high:g} semitones")
         return key_shift / high if key_shift > 0 else key_shift / abs(low)
 
-    def _segment(self, number: int, given: DsSegment) -> Segment:
-        """A score segment checked against the bank: every phoneme in each table a graph will read."""
-        phonemes = given.phonemes()
+    def _check_phonemes(self, phonemes: list[str], field: str, pitch_predicted: bool) -> None:
+        """Every phoneme in each table a graph will read, before any graph runs."""
         tables = [self.bank.acoustic]
-        if given.f0_seq is None and self.bank.pitch is not None:
+        if pitch_predicted and self.bank.pitch is not None:
             tables.append(self.bank.pitch)
         if self.bank.variance is not None and self.synthesizer.needed_curves:
             tables.append(self.bank.variance)
@@ -124,9 +174,13 @@ class DiffSinger(ModelAdapter[DiffSingerRequest, DiffSingerConfig]):
             if unknown:
                 where = stage.folder.relative_to(self.bank.folder).as_posix()
                 raise InputError(
-                    f"ds[{number}].ph_seq: {', '.join(unknown[:10])} not in this bank's phoneme table"
+                    f"{field}: {', '.join(unknown[:10])} not in this bank's phoneme table"
                     f"{f' ({where}/)' if where != '.' else ''}"
                 )
+
+    def _segment(self, number: int, given: DsSegment) -> Segment:
+        phonemes = given.phonemes()
+        self._check_phonemes(phonemes, f"ds[{number}].ph_seq", pitch_predicted=given.f0_seq is None)
         curves = {}
         for name in ("energy", "breathiness", "voicing", "tension", "gender", "velocity"):
             curve = given.curve(name)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
+from handlers.diffsinger.lyrics import Group
 from handlers.diffsinger.voicebank import VARIANCES, StageConfig, Voicebank
 from shared.errors import InputError, ModelFilesError
 
@@ -27,6 +28,8 @@ KNOWN_INPUTS = {
     "acoustic": {"tokens", "languages", "durations", "f0", "gender", "velocity", "spk_embed", "depth", "steps",
                  "speedup", *VARIANCES},
     "vocoder": {"mel", "f0"},
+    "dur_linguistic": {"tokens", "languages", "word_div", "word_dur", "ph_dur"},
+    "dur": {"encoder_out", "x_masks", "ph_midi", "spk_embed"},
     "pitch_linguistic": {"tokens", "languages", "word_div", "word_dur", "ph_dur"},
     "pitch": {"encoder_out", "ph_dur", "note_midi", "note_rest", "note_dur", "note_glide", "pitch", "expr",
               "retake", "spk_embed", "steps", "speedup"},
@@ -154,7 +157,11 @@ class Synthesizer:
 
         self.acoustic = load("acoustic", bank.acoustic.model("acoustic"))
         self.vocoder = load("vocoder", bank.vocoder.model)
-        self.pitch = self.pitch_linguistic = self.variance = self.variance_linguistic = None
+        self.dur = self.dur_linguistic = self.pitch = self.pitch_linguistic = None
+        self.variance = self.variance_linguistic = None
+        if bank.dur is not None:
+            self.dur_linguistic = load("dur_linguistic", bank.dur.model("linguistic"))
+            self.dur = load("dur", bank.dur.model("dur"))
         if bank.pitch is not None:
             self.pitch_linguistic = load("pitch_linguistic", bank.pitch.model("linguistic"))
             self.pitch = load("pitch", bank.pitch.model("pitch"))
@@ -164,13 +171,17 @@ class Synthesizer:
             self.variance = load("variance", bank.variance.model("variance"))
         self.needed_curves = needs_variance
 
-    def speaker_embeds(self, stage: StageConfig, mix: dict[str, float], frames: int) -> np.ndarray | None:
-        if stage.speaker_embeds is None:
-            return None
+    @staticmethod
+    def _weights(stage: StageConfig, mix: dict[str, float]) -> np.ndarray:
         weights = np.array([mix.get(name, 0.0) for name in stage.speakers], dtype=np.float32)
         if not weights.any():
             weights[0] = 1.0
-        row = weights @ stage.speaker_embeds
+        return weights
+
+    def speaker_embeds(self, stage: StageConfig, mix: dict[str, float], frames: int) -> np.ndarray | None:
+        if stage.speaker_embeds is None:
+            return None
+        row = self._weights(stage, mix) @ stage.speaker_embeds
         return np.broadcast_to(row, (1, frames, row.size)).astype(np.float32)
 
     def _timing(self, stage: StageConfig, segment: Segment) -> tuple[list[str], np.ndarray]:
@@ -202,6 +213,29 @@ class Synthesizer:
             feeds["word_div"] = np.array([words], dtype=np.int64)
             feeds["word_dur"] = np.add.reduceat(frames, bounds[:-1])[None].astype(np.int64)
         return graph.run(feeds)
+
+    def predict_durations(self, groups: list[Group], end: float, mix: dict[str, float]) -> np.ndarray:
+        """Frames per phoneme (fractional, on the timing model's grid) from the duration model."""
+        stage = self.bank.dur
+        tokens = [symbol for group in groups for symbol in group.phonemes]
+        starts = [int(group.start / stage.frame_seconds) for group in groups] + [int(end / stage.frame_seconds)]
+        midi = _fill_rests([group.midi for group in groups])
+        feeds = {
+            "tokens": stage.token_ids(tokens),
+            "languages": stage.language_ids(tokens),
+            "word_div": np.array([[len(group.phonemes) for group in groups]], dtype=np.int64),
+            "word_dur": np.diff(np.array(starts, dtype=np.int64))[None],
+        }
+        encoded = self.dur_linguistic.run(feeds)
+        feeds = {
+            **encoded,
+            "ph_midi": np.array([[round(m) for m, g in zip(midi, groups, strict=True) for _ in g.phonemes]]),
+        }
+        if stage.speaker_embeds is not None:
+            weights = self._weights(stage, mix)
+            feeds["spk_embed"] = np.broadcast_to(weights @ stage.speaker_embeds, (1, len(tokens), stage.hidden_size))
+            feeds["spk_embed"] = feeds["spk_embed"].astype(np.float32)
+        return self.dur.run(feeds)["ph_dur_pred"][0]
 
     def _predict_pitch(self, segment: Segment, controls: Controls) -> tuple[np.ndarray, float]:
         """MIDI per frame on the pitch model's grid, from the notes."""

@@ -1,4 +1,5 @@
-"""The DiffSinger request: a .ds score and the voice controls, every input once (no onnxruntime here).
+"""The DiffSinger request: what to sing (a .ds score, lyrics on notes, or text alone) and the voice
+controls, every input once (no onnxruntime here).
 
 A .ds score is DiffSinger's own format (what OpenUtau exports): a list of segments whose sequences are
 space-separated strings. Fields of the format this worker does not use (text, input_type, ...) are
@@ -8,7 +9,7 @@ ignored, as DiffSinger's inference does; the ones it uses are checked here, befo
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
@@ -144,14 +145,48 @@ class DsSegment(BaseModel):
         return self
 
 
+def _pitch(value: Any) -> Any:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else note_to_midi(str(value))
+
+
+class NoteSpec(BaseModel):
+    """One note of `notes`: its pitch and its length."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    pitch: Annotated[Annotated[float, Field(ge=0, le=127)] | None, BeforeValidator(_pitch)] = Field(
+        description="A note name (C4, D#3, Eb5), a MIDI number, or rest."
+    )
+    duration: float = Field(gt=0, le=60, description="Seconds, or beats when bpm is given.")
+
+
+Lyrics = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000)]
+
+
 def _segments(value: Any) -> Any:
     return [value] if isinstance(value, dict) else value
 
 
 class DiffSingerRequest(JobRequest):
-    ds: Annotated[
-        list[DsSegment], BeforeValidator(_segments), Field(min_length=1, max_length=MAX_SEGMENTS), BulkyInput()
-    ] = Field(description="A .ds score: one segment or a list of them, sung and mixed at their offsets.")
+    ds: (
+        Annotated[
+            list[DsSegment], BeforeValidator(_segments), Field(min_length=1, max_length=MAX_SEGMENTS), BulkyInput()
+        ]
+        | None
+    ) = Field(None, description="A .ds score: one segment or a list of them, sung and mixed at their offsets.")
+    lyrics: Lyrics | None = Field(
+        None, description="Words, one per sung note of `notes` (rests take none); + carries a word onto its note."
+    )
+    notes: Annotated[list[NoteSpec], Field(min_length=1, max_length=5000)] | None = Field(
+        None, description="The melody for lyrics: [{pitch, duration}], rests included."
+    )
+    bpm: float | None = Field(None, ge=20, le=400, description="Tempo: note durations (and text) in beats.")
+    text: Lyrics | None = Field(None, description="Words alone, sung on a default melody in `key` at `bpm`.")
+    key: Annotated[float, BeforeValidator(_pitch), Field(ge=36, le=84)] = Field(
+        60.0, description="Tonic of the default melody for text: a note name or MIDI number (default C4, 60)."
+    )
+    language: str | None = Field(None, description="The lyrics' language, for banks with several.")
+    model: Literal["diffsinger"] | None = Field(None, description="Accepted for clients that name the model.")
     speaker: str | None = Field(None, description="One of the bank's speakers; default: its first.")
     speaker_mix: dict[str, Annotated[float, Field(ge=0, le=1)]] | None = Field(
         None, description="Speaker weights (normalized to sum 1); instead of speaker."
@@ -164,6 +199,24 @@ class DiffSingerRequest(JobRequest):
     depth: float = Field(1.0, ge=0.0, le=1.0, description="Shallow-diffusion depth, capped at the bank's max_depth.")
 
     @model_validator(mode="after")
+    def _what_to_sing(self) -> DiffSingerRequest:
+        given = [name for name in ("ds", "lyrics", "text") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("ds, lyrics (with notes) or text: give exactly one of them")
+        if (self.lyrics is None) != (self.notes is None):
+            raise ValueError("lyrics and notes: give both (one word per sung note)")
+        if self.lyrics is not None:
+            words = self.lyrics.split()
+            sung = sum(note.pitch is not None for note in self.notes)
+            if len(words) != sung:
+                raise ValueError(f"lyrics: {len(words)} words for {sung} sung notes (rests take no word)")
+            if words[0] == "+":
+                raise ValueError("lyrics: + carries the previous word, so it cannot come first")
+        if self.bpm is not None and self.ds is not None:
+            raise ValueError("bpm: for notes and text; a .ds score is timed in seconds")
+        return self
+
+    @model_validator(mode="after")
     def _voice_rules(self) -> DiffSingerRequest:
         if self.speaker is not None and self.speaker_mix is not None:
             raise ValueError("speaker and speaker_mix: give one or the other, not both")
@@ -171,8 +224,16 @@ class DiffSingerRequest(JobRequest):
             raise ValueError("speaker_mix: at least one weight above 0")
         return self
 
+    def beat_seconds(self) -> float:
+        return 60.0 / (self.bpm or 120.0) if self.text is not None or self.bpm is not None else 1.0
+
     def total_seconds(self) -> float:
-        return max(segment.offset + sum(segment.durations()) for segment in self.ds)
+        """How long the song lasts (the lyrics' lead-in and tail are a second at most)."""
+        if self.ds is not None:
+            return max(segment.offset + sum(segment.durations()) for segment in self.ds)
+        if self.notes is not None:
+            return sum(note.duration for note in self.notes) * self.beat_seconds()
+        return 2.5 * self.beat_seconds() * len(self.text.split())
 
 
 DiffSingerRequest.model_rebuild()

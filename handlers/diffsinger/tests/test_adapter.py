@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -127,3 +128,72 @@ def test_bad_input_is_refused_and_the_next_job_sings(banks, tmp_path, job_input,
     error = worker.run({"id": "bad", "input": copy.deepcopy(job_input)})["error"]
     assert expected in error, error
     assert "outputs" in worker.run({"id": "good", "input": {"ds": SEGMENT, "steps": 2}})
+
+
+LYRICS = {
+    "lyrics": "hello + world",
+    "notes": [
+        {"pitch": "C4", "duration": 1},
+        {"pitch": "D4", "duration": 1},
+        {"pitch": "rest", "duration": 0.5},
+        {"pitch": 64, "duration": 1},
+    ],
+    "bpm": 120,
+    "steps": 3,
+}
+
+
+def test_each_vowel_starts_on_its_note(banks, tmp_path):
+    worker = _worker(banks, tmp_path)
+    worker.start()
+    adapter = worker.cache._model
+    segment = adapter._sung(DiffSinger.request_model.model_validate(LYRICS), {})
+    starts = dict(zip(segment.phonemes, np.cumsum([0.0, *segment.durations[:-1]]), strict=False))
+    assert segment.phonemes == ["SP", "en/hh", "en/ah", "en/l", "en/ow", "SP", "en/w", "en/er", "en/l", "en/d", "SP"]
+    # Lead-in 0.5 s; at 120 bpm: C4 0.5-1.0 (ah), D4 1.0-1.5 (ow, carried by +), rest 1.5-1.75, E4 1.75-2.25.
+    assert starts["en/ah"] == pytest.approx(0.5) and starts["en/ow"] == pytest.approx(1.0)
+    assert starts["en/er"] == pytest.approx(1.75)
+    assert 0.5 > starts["en/hh"] > 0 and 1.75 > starts["en/w"] > 1.5  # consonants sung before their vowel
+    assert sum(segment.durations) == pytest.approx(2.25 + 0.3) and segment.words == [2, 2, 1, 2, 3, 1]
+    sung = _sing(worker, LYRICS)
+    assert len(sung) == round(2.55 * 44100) and np.abs(sung[round(0.6 * 44100) : 88200]).max() > 0.01
+
+
+def test_text_alone_is_sung_on_the_default_melody(banks, tmp_path):
+    worker = _worker(banks, tmp_path)
+    result = worker.run({"id": "seed", "input": {"model": "diffsinger", "text": "Hello"}})  # the seed's request
+    assert result["details"]["phonemes"] == "SP en/hh en/ah en/l en/ow SP"
+    assert result["outputs"][0]["duration_seconds"] == pytest.approx(0.5 + 1.0 + 0.3)  # two beats at 120 bpm
+    lower = _sing(worker, {"text": "hello world", "key": "C3", "steps": 2})
+    assert not np.allclose(lower, _sing(worker, {"text": "hello world", "key": "C4", "steps": 2}))
+
+
+def test_lyrics_need_the_banks_timing_model(tiny_volume, tmp_path):
+    bank = tmp_path / "diffsinger" / "voicebanks" / "no-dur"
+    shutil.copytree(tiny_volume.ensure("diffsinger") / "diffsinger" / "voicebanks" / "tiny-random-bank", bank)
+    shutil.rmtree(bank / "dsdur")
+    worker = _worker(tmp_path, tmp_path, "no-dur")
+    assert worker.run({"id": "l", "input": LYRICS})["error"] == (
+        "lyrics: this bank has no timing model (dsdur/) to place phonemes on notes; "
+        "send a .ds score with every phoneme's duration"
+    )
+    assert "outputs" in worker.run({"id": "d", "input": {"ds": SEGMENT, "steps": 2}})
+
+
+SUNG_BAD_INPUTS = [
+    ({"text": "hello xyzzy"}, "text: 'xyzzy' is not in this bank's dictionary"),
+    (LYRICS | {"lyrics": "hello + moon"}, "lyrics: 'moon' is not in this bank's dictionary"),
+    (LYRICS | {"language": "fr"}, "language: fr is not one of this bank's (en, ja)"),
+    (LYRICS | {"lyrics": "hello world"}, "lyrics: 2 words for 3 sung notes (rests take no word)"),
+    (LYRICS | {"notes": [{"pitch": "Q4", "duration": 1}]}, "'Q4' is not a note name"),
+    ({"text": "hello", "ds": SEGMENT}, "ds, lyrics (with notes) or text: give exactly one of them"),
+    ({"text": "la " * 900}, "over this endpoint's 600 s (DIFFSINGER_MAX_SECONDS)"),
+]
+
+
+@pytest.mark.parametrize(("job_input", "expected"), SUNG_BAD_INPUTS)
+def test_bad_lyrics_are_refused_and_the_next_job_sings(banks, tmp_path, job_input, expected):
+    worker = _worker(banks, tmp_path)
+    error = worker.run({"id": "bad", "input": copy.deepcopy(job_input)})["error"]
+    assert expected in error, error
+    assert "outputs" in worker.run({"id": "good", "input": LYRICS})

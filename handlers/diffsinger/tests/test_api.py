@@ -9,7 +9,7 @@ import pytest
 import requests
 import soundfile
 
-from handlers.diffsinger.tests.test_adapter import BAD_INPUTS, LENGTH, SEGMENT
+from handlers.diffsinger.tests.test_adapter import BAD_INPUTS, LENGTH, LYRICS, SEGMENT, SUNG_BAD_INPUTS
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +45,15 @@ def test_a_two_segment_score_with_a_speaker_mix_and_a_key_shift_to_s3(worker):
     assert np.abs(first).max() > 0.01 and not np.allclose(first, second[: len(first)])  # the second is the tenor
 
 
-@pytest.mark.parametrize(("job_input", "expected"), BAD_INPUTS[::3])
+@pytest.mark.parametrize(("job_input", "expected"), BAD_INPUTS[::3] + SUNG_BAD_INPUTS[::2])
 def test_bad_input_over_http_then_a_good_job(worker, job_input, expected):
     assert expected in worker.error(job_input)
     assert worker.output({"ds": SEGMENT, "steps": 2})["outputs"]
+
+
+def test_lyrics_on_notes_and_text_alone_to_s3(worker):
+    sung = worker.output(LYRICS | {"speaker": "tiny.tenor"})
+    assert sung["details"]["phonemes"] == "SP en/hh en/ah en/l en/ow SP en/w en/er en/l en/d SP"
+    assert len(_uploaded(sung)) == round(2.55 * 44100)
+    spoken = worker.output({"model": "diffsinger", "text": "Hello"})  # the seed's request, as written
+    assert spoken["outputs"][0]["s3_uri"].endswith(".wav") and np.abs(_uploaded(spoken)).max() > 0.01
