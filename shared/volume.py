@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +36,9 @@ class VolumeCatalog:
     weight_folders: tuple[str, ...] = ("",)  # where safetensors weights live ("" = the folder itself)
     companion_folders: tuple[str, ...] = ()  # other folders under <worker>/ the worker reads (e.g. voices)
     models_folder: str = ""  # where under <worker>/ its models live ("" = <worker>/ itself)
+    # For models packaged as archives rather than hub repositories: (unpacked archive, volume root, name or
+    # None) -> the folders it installed, each checked (a ModelFilesError says what is wrong).
+    install: Callable[[Path, Path, str | None], list[Path]] | None = None
 
     def models_root(self) -> str:
         return f"{self.worker}/{self.models_folder}" if self.models_folder else self.worker

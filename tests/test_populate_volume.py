@@ -60,7 +60,7 @@ def test_malformed_model_ids_are_refused_before_any_download(bad, capsys):
     assert "model id must look like ORG/NAME" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("worker", workers.worker_names())
+@pytest.mark.parametrize("worker", [w for w in workers.worker_names() if workers.catalog(w).repositories])
 def test_each_worker_populates_its_catalog_repositories(monkeypatch, worker):
     calls = []
     monkeypatch.setattr("scripts.populate_volume.populate", lambda *args: calls.append(args))  # the hub is out of reach
@@ -68,3 +68,10 @@ def test_each_worker_populates_its_catalog_repositories(monkeypatch, worker):
     repositories = workers.catalog(worker).repositories
     assert repositories[0] == workers.catalog(worker).default_model_id
     assert calls == [(worker, repositories, Path("/runpod-volume"), None)]
+
+
+@pytest.mark.parametrize("worker", [w for w in workers.worker_names() if workers.catalog(w).install])
+def test_a_worker_of_archives_asks_for_one(worker, capsys):
+    with pytest.raises(SystemExit):
+        main([worker, "--volume", "/runpod-volume"])
+    assert f"{worker}: its models come as archives; give --from FILE_OR_URL" in capsys.readouterr().err
