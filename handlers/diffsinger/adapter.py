@@ -59,7 +59,7 @@ class DiffSinger(ModelAdapter[DiffSingerRequest, DiffSingerConfig]):
 
     def predict(self, request: DiffSingerRequest, audio_inputs: dict[AudioLabel, Audio], job: JobContext) -> Prediction:
         mix = self._speaker_mix(request.speaker, request.speaker_mix, "speaker_mix")
-        gender = self._gender(request.key_shift)
+        gender = self._gender(request.key_shift, request.gender)
         if request.ds is not None:
             segments = [self._segment(number, segment) for number, segment in enumerate(request.ds)]
             mixes = [
@@ -150,13 +150,16 @@ class DiffSinger(ModelAdapter[DiffSingerRequest, DiffSingerConfig]):
             raise InputError(f"{field}: at least one weight above 0")
         return {name: weight / total for name, weight in wanted.items()}
 
-    def _gender(self, key_shift: float) -> float:
-        """The key-shift embedding's input: key_shift over the bank's range, in -1..1."""
-        if key_shift == 0:
+    def _gender(self, key_shift: float, gender: float | None) -> float:
+        """The key-shift embedding's input, in -1..1: key_shift over the bank's range (positive: higher)."""
+        if key_shift == 0 and not gender:
             return 0.0
+        field = "gender" if gender else "key_shift"
         bounds = self.bank.key_shift_range
         if bounds is None or not self.synthesizer.acoustic.takes("gender"):
-            raise InputError("key_shift: this bank has no key-shift embedding; leave key_shift at 0")
+            raise InputError(f"{field}: this bank has no key-shift embedding; leave {field} unset")
+        if gender:
+            return gender
         low, high = bounds
         if not low <= key_shift <= high:
             raise InputError(f"key_shift: {key_shift:g} is outside this bank's range {low:g}..{high:g} semitones")

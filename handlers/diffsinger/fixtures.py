@@ -22,10 +22,13 @@ _JOB = json.loads((Path(__file__).with_name("test_input.json")).read_text())["in
 _SEGMENT = _JOB["ds"]
 
 
-def long_score(segments: int) -> list[dict]:
-    """Many segments one after another: a job of many graph runs (cancellation lands between them)."""
-    length = sum(float(value) for value in _SEGMENT["ph_dur"].split())
-    return [_SEGMENT | {"offset": round(number * length, 3)} for number in range(segments)]
+def long_score(segments: int, repeats: int) -> list[dict]:
+    """Segments one after another, each the test phrase sung `repeats` times: a job of many graph runs
+    (cancellation lands between them), under the default DIFFSINGER_MAX_SECONDS."""
+    sequences = ("ph_seq", "ph_dur", "ph_num", "note_seq", "note_dur", "note_slur")
+    phrase = {key: " ".join([_SEGMENT[key]] * repeats) for key in sequences}
+    length = repeats * sum(float(value) for value in _SEGMENT["ph_dur"].split())
+    return [_SEGMENT | phrase | {"offset": round(number * length, 3)} for number in range(segments)]
 
 
 CONTRACT = ContractCase(
@@ -34,6 +37,6 @@ CONTRACT = ContractCase(
     locked={"steps": 3},
     bad_value=("steps", 0, "steps"),
     bad_variable=("DIFFSINGER_MAX_SECONDS", "-5", "DIFFSINGER_MAX_SECONDS"),
-    long_job_input={"ds": long_score(120), "steps": 50},
+    long_job_input={"ds": long_score(140, 2), "steps": 100},
     fuzz_locks={"steps": 1},
 )

@@ -194,6 +194,13 @@ class DiffSingerRequest(JobRequest):
     key_shift: float = Field(
         0.0, ge=-24, le=24, description="Formant shift in semitones (the bank's key-shift embedding), within its range."
     )
+    gender: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        description="DiffSinger's formant control (as in .ds scores): +1 is key_shift at the top "
+        "of the bank's range (brighter), -1 at its bottom (darker); instead of key_shift.",
+    )
     velocity: float = Field(1.0, ge=0.5, le=2.0, description="Consonant speed ratio (banks with a speed embedding).")
     steps: int = Field(20, ge=1, le=100, description="Diffusion (or rectified-flow) steps of the acoustic model.")
     depth: float = Field(1.0, ge=0.0, le=1.0, description="Shallow-diffusion depth, capped at the bank's max_depth.")
@@ -218,6 +225,8 @@ class DiffSingerRequest(JobRequest):
 
     @model_validator(mode="after")
     def _voice_rules(self) -> DiffSingerRequest:
+        if self.gender is not None and self.key_shift != 0:
+            raise ValueError("gender and key_shift: the same control; give one or the other")
         if self.speaker is not None and self.speaker_mix is not None:
             raise ValueError("speaker and speaker_mix: give one or the other, not both")
         if self.speaker_mix is not None and not sum(self.speaker_mix.values()) > 0:

@@ -66,7 +66,8 @@ def test_voice_controls_change_the_voice_and_seeds_repeat(banks, tmp_path):
     assert np.array_equal(alto, _sing(worker, base))  # the first speaker is the default
     tenor = _sing(worker, base | {"speaker": "tiny.tenor"})
     mixed = _sing(worker, base | {"speaker_mix": {"tiny.alto": 0.5, "tiny.tenor": 0.5}})
-    shifted = _sing(worker, base | {"key_shift": 3.0})
+    shifted = _sing(worker, base | {"key_shift": 5.0})
+    assert np.array_equal(shifted, _sing(worker, base | {"gender": 1.0}))  # the top of the range, both ways
     for other in (tenor, mixed, shifted):
         assert not np.allclose(alto, other)
     assert not np.allclose(tenor, mixed)
@@ -96,7 +97,7 @@ def test_the_legacy_bank_sings(banks, tmp_path):
     error = worker.run({"id": "s", "input": {"ds": legacy, "speaker": "tiny.alto"}})["error"]
     assert error == "speaker: this bank has a single voice"
     error = worker.run({"id": "k", "input": {"ds": legacy, "key_shift": 2.0}})["error"]
-    assert error == "key_shift: this bank has no key-shift embedding; leave key_shift at 0"
+    assert error == "key_shift: this bank has no key-shift embedding; leave key_shift unset"
 
 
 BAD_INPUTS = [
@@ -119,6 +120,7 @@ BAD_INPUTS = [
         "ds: the score lasts 702.1 s, over this endpoint's 600 s (DIFFSINGER_MAX_SECONDS)",
     ),
     ({"ds": SEGMENT, "steps": 0}, "steps"),
+    ({"ds": SEGMENT, "gender": 0.5, "key_shift": 1}, "gender and key_shift: the same control"),
 ]
 
 
