@@ -1,4 +1,5 @@
-"""The GPU tier: every worker's tiny model on CUDA in its GPU dtype, offload, memory handed back, a real OOM.
+"""The GPU tier: every torch worker's tiny model on CUDA in its GPU dtype, offload, memory handed back, a real
+OOM (a worker on another runtime has its own GPU tests in its folder).
 
 Run with `make test-gpu` on a machine with CUDA (skipped elsewhere). Figures go to the log and the note.
 """
@@ -14,7 +15,7 @@ from shared.settings import Residency, Settings
 
 pytestmark = pytest.mark.gpu
 
-WORKERS = workers.worker_names()
+WORKERS = [w for w in workers.worker_names() if workers.adapter_class(w).runtime == "torch"]
 
 
 def _worker(tiny_volume, tmp_path, worker: str, residency: Residency) -> Worker:

@@ -171,17 +171,14 @@ class Synthesizer:
             self.variance = load("variance", bank.variance.model("variance"))
         self.needed_curves = needs_variance
 
-    @staticmethod
-    def _weights(stage: StageConfig, mix: dict[str, float]) -> np.ndarray:
+    def speaker_embeds(self, stage: StageConfig, mix: dict[str, float], frames: int) -> np.ndarray | None:
+        """The mix's embedding repeated over `frames` rows; None for a single-speaker model."""
+        if stage.speaker_embeds is None:
+            return None
         weights = np.array([mix.get(name, 0.0) for name in stage.speakers], dtype=np.float32)
         if not weights.any():
             weights[0] = 1.0
-        return weights
-
-    def speaker_embeds(self, stage: StageConfig, mix: dict[str, float], frames: int) -> np.ndarray | None:
-        if stage.speaker_embeds is None:
-            return None
-        row = self._weights(stage, mix) @ stage.speaker_embeds
+        row = weights @ stage.speaker_embeds
         return np.broadcast_to(row, (1, frames, row.size)).astype(np.float32)
 
     def _timing(self, stage: StageConfig, segment: Segment) -> tuple[list[str], np.ndarray]:
@@ -231,10 +228,9 @@ class Synthesizer:
             **encoded,
             "ph_midi": np.array([[round(m) for m, g in zip(midi, groups, strict=True) for _ in g.phonemes]]),
         }
-        if stage.speaker_embeds is not None:
-            weights = self._weights(stage, mix)
-            feeds["spk_embed"] = np.broadcast_to(weights @ stage.speaker_embeds, (1, len(tokens), stage.hidden_size))
-            feeds["spk_embed"] = feeds["spk_embed"].astype(np.float32)
+        embeds = self.speaker_embeds(stage, mix, len(tokens))  # one row per token: the duration model's grid
+        if embeds is not None:
+            feeds["spk_embed"] = embeds
         return self.dur.run(feeds)["ph_dur_pred"][0]
 
     def _predict_pitch(self, segment: Segment, controls: Controls) -> tuple[np.ndarray, float]:
