@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime
 
 from handlers.diffsinger.lyrics import Group
-from handlers.diffsinger.voicebank import VARIANCES, StageConfig, Voicebank
+from handlers.diffsinger.voicebank import SILENCES, VARIANCES, StageConfig, Voicebank
 from shared.errors import InputError, ModelFilesError
 
 LN_10 = math.log(10.0)
@@ -205,7 +205,7 @@ class Synthesizer:
     def _linguistic(self, graph: Graph, stage: StageConfig, tokens: list[str], frames: np.ndarray, segment: Segment):
         feeds = {"tokens": stage.token_ids(tokens), "languages": stage.language_ids(tokens), "ph_dur": frames[None]}
         if graph.takes("word_div"):
-            words = segment.words or [len(tokens)]
+            words = segment.words or _vowel_words(tokens, stage)
             bounds = np.cumsum([0, *words])
             feeds["word_div"] = np.array([words], dtype=np.int64)
             feeds["word_dur"] = np.add.reduceat(frames, bounds[:-1])[None].astype(np.int64)
@@ -378,3 +378,12 @@ def _fit(counts: np.ndarray, total: int) -> np.ndarray:
         counts[index] = 0
         index -= 1
     return counts
+
+
+def _vowel_words(tokens: list[str], stage: StageConfig) -> list[int]:
+    """Word sizes for a score without ph_num: a word starts at each vowel (its folder's dsdict says which;
+    SP and AP count), the onset consonants joining the word before, as DiffSinger's ph_num does."""
+    vowels = stage.dictionary.vowels if stage.dictionary is not None else frozenset(SILENCES)
+    starts = [index for index, symbol in enumerate(tokens) if index and symbol in vowels]
+    bounds = [0, *starts, len(tokens)]
+    return [end - start for start, end in zip(bounds[:-1], bounds[1:], strict=True) if end > start]

@@ -199,3 +199,10 @@ def test_bad_lyrics_are_refused_and_the_next_job_sings(banks, tmp_path, job_inpu
     error = worker.run({"id": "bad", "input": copy.deepcopy(job_input)})["error"]
     assert expected in error, error
     assert "outputs" in worker.run({"id": "good", "input": LYRICS})
+
+
+def test_a_score_without_word_boundaries_takes_them_from_its_vowels(banks, tmp_path):
+    worker = _worker(banks, tmp_path)
+    without = {key: value for key, value in SEGMENT.items() if key != "ph_num"}
+    sung = _sing(worker, {"ds": without, "steps": 2})
+    assert len(sung) == round(LENGTH * 44100) and np.abs(sung).max() > 0.01
