@@ -20,7 +20,7 @@ ENV PYTHONUNBUFFERED=1 \
 WORKDIR /app
 # The worker's lock: every package pinned with its hashes (scripts/lock_requirements.py), so a rebuild
 # installs the very same files.
-COPY dockerfiles/install_locked.sh handlers/diffsinger/requirements.lock /tmp/worker/
+COPY dockerfiles/install_locked.sh shared/prune.py handlers/diffsinger/requirements.lock /tmp/worker/
 RUN sh /tmp/worker/install_locked.sh /tmp/worker
 
 COPY shared/ shared/

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs a worker's lock files into the image, then removes what inference never loads.
 #   install_locked.sh DIR      DIR holds requirements.lock, and requirements-nodeps.lock and image-prune.txt
-#                              (site-packages paths to leave out) when the worker has them
+#                              (site-packages paths to leave out, applied by shared/prune.py) when the worker
+#                              has them
 # WITH_TRITON=1 keeps triton (torch.compile) and what it needs at run time: torch's C++ headers and a C
 # compiler, which triton uses to build its kernel launcher on first use.
 set -eu
@@ -28,8 +29,6 @@ if [ -d nvidia ]; then find nvidia -name '*.a' -delete; fi
 # spectrogram) are used, and its compiled extension would fail to load beside this torch.
 if [ -d torchaudio ]; then rm -f torchaudio/lib/*.so; fi
 if [ -f "$lock_dir/image-prune.txt" ]; then
-    for pattern in $(grep -v '^#' "$lock_dir/image-prune.txt"); do
-        rm -r $pattern  # unquoted: a glob; a pattern that matches nothing fails the build
-    done
+    python "$lock_dir/prune.py" "$lock_dir/image-prune.txt" "$site"
 fi
 rm -r "$lock_dir"

@@ -21,7 +21,7 @@ WORKDIR /app
 # The worker's lock: every package pinned with its hashes (scripts/lock_requirements.py), so a rebuild
 # installs the very same files. triton serves only torch.compile: left out unless --build-arg WITH_TRITON=1.
 ARG WITH_TRITON=0
-COPY dockerfiles/install_locked.sh handlers/voxcpm/requirements.lock /tmp/worker/
+COPY dockerfiles/install_locked.sh shared/prune.py handlers/voxcpm/requirements.lock /tmp/worker/
 COPY handlers/voxcpm/requirements-nodeps.lock handlers/voxcpm/image-prune.txt /tmp/worker/
 RUN sh /tmp/worker/install_locked.sh /tmp/worker
 

@@ -28,6 +28,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,6 +38,7 @@ from shared import workers  # noqa: E402
 
 READY_TIMEOUT_SECONDS = 300.0
 JOB_TIMEOUT_SECONDS = 600.0
+CHUNK = 64 * 2**20
 
 
 def docker_daemon() -> bool:
@@ -59,35 +61,23 @@ def build(worker: str, tag: str) -> int:
 
 
 def gzipped_layer_bytes(runner: str, tag: str) -> int:
-    """What a registry stores: each layer of the saved image, gzipped at the default level."""
+    """What a registry stores: each layer of the saved image, gzipped at the default level (in 64 MB
+    pieces on every core: the sizes add up to a whole-stream gzip's within a fraction of a percent)."""
     with tempfile.TemporaryDirectory(prefix="image-check-") as folder:
         archive = Path(folder) / "image.tar"
         subprocess.run([runner, "save", "-o", str(archive), tag], check=True, capture_output=True)
         with tarfile.open(archive) as image:
-            manifest = json.load(image.extractfile("manifest.json"))
-            total = 0
-            for layer in manifest[0]["Layers"]:
-                compressed = _CountingSink()
-                with gzip.GzipFile(fileobj=compressed, mode="wb", mtime=0) as packed:
-                    source = image.extractfile(layer)
-                    while chunk := source.read(1 << 22):
-                        packed.write(chunk)
-                total += compressed.count
-    return total
+            layers = json.load(image.extractfile("manifest.json"))[0]["Layers"]
+            pieces = [(image.getmember(layer).offset_data, image.getmember(layer).size) for layer in layers]
+        chunks = [(start + at, min(CHUNK, size - at)) for start, size in pieces for at in range(0, size, CHUNK)]
+        with ThreadPoolExecutor(os.cpu_count()) as pool:
+            return sum(pool.map(lambda chunk: _gzipped_size(archive, *chunk), chunks))
 
 
-class _CountingSink:
-    """A write-only file that keeps only the number of bytes written."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def write(self, data: bytes) -> int:
-        self.count += len(data)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
+def _gzipped_size(archive: Path, offset: int, length: int) -> int:
+    with archive.open("rb") as source:
+        source.seek(offset)
+        return len(gzip.compress(source.read(length), mtime=0))
 
 
 def free_port() -> int:
