@@ -15,7 +15,14 @@ import numpy as np
 
 from handlers.diffsinger.catalog import CATALOG
 from handlers.diffsinger.config import DiffSingerConfig
-from handlers.diffsinger.lyrics import LEAD_IN, SungNote, group_phonemes, melody_for_text, timed_phonemes
+from handlers.diffsinger.lyrics import (
+    LEAD_IN,
+    SungNote,
+    group_phonemes,
+    melody_for_text,
+    split_phrases,
+    timed_phonemes,
+)
 from handlers.diffsinger.runner import Controls, Note, Segment, Synthesizer
 from handlers.diffsinger.schema import DiffSingerRequest, DsSegment
 from handlers.diffsinger.voicebank import Dictionary, Voicebank, load_voicebank
@@ -67,7 +74,8 @@ class DiffSinger(ModelAdapter[DiffSingerRequest, DiffSingerConfig]):
                 for number, given in enumerate(request.ds)
             ]
         else:
-            segments, mixes = [self._sung(request, mix)], [mix]
+            segments = self._sung(request, mix)
+            mixes = [mix] * len(segments)
         rate = self.bank.mel.sample_rate
         song = np.zeros(round(max(s.offset + sum(s.durations) for s in segments) * rate), dtype=np.float32)
         for number, (segment, segment_mix) in enumerate(zip(segments, mixes, strict=True)):
@@ -85,11 +93,13 @@ class DiffSinger(ModelAdapter[DiffSingerRequest, DiffSingerConfig]):
             "depth": min(request.depth, self.bank.max_depth) if self.bank.variable_depth else None,
         }
         if request.ds is None:
-            details["phonemes"] = " ".join(segments[0].phonemes)  # what the dictionary made of the words
+            # What the dictionary made of the words, phrase by phrase.
+            details["phonemes"] = " | ".join(" ".join(segment.phonemes) for segment in segments)
         return Prediction([Audio(np.clip(song, -1.0, 1.0)[:, None], rate)], details=details)
 
-    def _sung(self, request: DiffSingerRequest, mix: dict[str, float]) -> Segment:
-        """Lyrics on notes, or text on the default melody, timed by the bank's duration model."""
+    def _sung(self, request: DiffSingerRequest, mix: dict[str, float]) -> list[Segment]:
+        """Lyrics on notes, or text on the default melody, as phrases (rests split them, as OpenUtau renders
+        phrase by phrase: no graph runs over a whole song), timed by the bank's duration model."""
         field = "text" if request.text is not None else "lyrics"
         if self.synthesizer.dur is None:
             raise InputError(
@@ -106,18 +116,25 @@ class DiffSinger(ModelAdapter[DiffSingerRequest, DiffSingerConfig]):
                 for note in request.notes
             ]
         dictionary, language = self._dictionary(request.language, field)
-        groups = group_phonemes(notes, dictionary, self.bank.dur, language, field)
-        phonemes = [symbol for group in groups for symbol in group.phonemes]
-        self._check_phonemes(phonemes, field, pitch_predicted=True)
-        end = LEAD_IN + sum(note.seconds for note in notes)
-        timed = timed_phonemes(groups, self.synthesizer.predict_durations(groups, end, mix), self.bank.dur, notes)
-        return Segment(
-            offset=0.0,
-            phonemes=timed.phonemes,
-            durations=timed.durations,
-            notes=[Note(midi, seconds) for midi, seconds in zip(timed.note_midi, timed.note_seconds, strict=True)],
-            words=timed.word_div,
-        )
+        phrases = [(start, group_phonemes(sung, dictionary, self.bank.dur, language, field), sung)
+                   for start, sung in split_phrases(notes)]  # fmt: skip
+        self._check_phonemes([s for _, groups, _ in phrases for g in groups for s in g.phonemes], field, True)
+        segments = []
+        for start, groups, sung in phrases:
+            end = LEAD_IN + sum(note.seconds for note in sung)
+            predicted = self.synthesizer.predict_durations(groups, end, mix)
+            timed = timed_phonemes(groups, predicted, self.bank.dur, sung)
+            notes_sung = zip(timed.note_midi, timed.note_seconds, strict=True)
+            segments.append(
+                Segment(
+                    offset=start,
+                    phonemes=timed.phonemes,
+                    durations=timed.durations,
+                    notes=[Note(midi, seconds) for midi, seconds in notes_sung],
+                    words=timed.word_div,
+                )
+            )
+        return segments
 
     def _dictionary(self, language: str | None, field: str) -> tuple[Dictionary, str]:
         """The timing model's dictionary for the language (dsdict-<language>.yaml, else dsdict.yaml)."""

@@ -73,6 +73,27 @@ def melody_for_text(text: str, key_midi: float, bpm: float) -> list[SungNote]:
     return notes
 
 
+def split_phrases(notes: list[SungNote]) -> list[tuple[float, list[SungNote]]]:
+    """The sung runs between rests, each with where its lead-in starts in the song (the song starts with
+    the first phrase's lead-in): a phrase's lead-in overlaps the rest before it."""
+    phrases: list[tuple[float, list[SungNote]]] = []
+    time = 0.0
+    for note in notes:
+        if note.lyric is None:
+            time += note.seconds
+            continue
+        if not phrases or _ends_at(phrases[-1]) < time:  # a rest came between
+            phrases.append((time, []))
+        phrases[-1][1].append(note)
+        time += note.seconds
+    return phrases
+
+
+def _ends_at(phrase: tuple[float, list[SungNote]]) -> float:
+    start, notes = phrase
+    return start + sum(note.seconds for note in notes)
+
+
 def _phonemes_of(word: str, dictionary: Dictionary, stage: StageConfig, language: str, field: str) -> list[str]:
     entry = dictionary.lookup(word)
     if entry is None:

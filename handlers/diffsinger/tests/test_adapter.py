@@ -145,18 +145,22 @@ LYRICS = {
 }
 
 
-def test_each_vowel_starts_on_its_note(banks, tmp_path):
+def test_each_vowel_starts_on_its_note_phrase_by_phrase(banks, tmp_path):
     worker = _worker(banks, tmp_path)
     worker.start()
     adapter = worker.cache._model
-    segment = adapter._sung(DiffSinger.request_model.model_validate(LYRICS), {})
-    starts = dict(zip(segment.phonemes, np.cumsum([0.0, *segment.durations[:-1]]), strict=False))
-    assert segment.phonemes == ["SP", "en/hh", "en/ah", "en/l", "en/ow", "SP", "en/w", "en/er", "en/l", "en/d", "SP"]
-    # Lead-in 0.5 s; at 120 bpm: C4 0.5-1.0 (ah), D4 1.0-1.5 (ow, carried by +), rest 1.5-1.75, E4 1.75-2.25.
+    first, second = adapter._sung(DiffSinger.request_model.model_validate(LYRICS), {})  # the rest splits them
+    # Lead-in 0.5 s; at 120 bpm: C4 0.5-1.0 (ah), D4 1.0-1.5 (ow, carried by +), rest, E4 1.75-2.25.
+    assert first.phonemes == ["SP", "en/hh", "en/ah", "en/l", "en/ow", "SP"] and first.words == [2, 2, 1, 1]
+    assert second.phonemes == ["SP", "en/w", "en/er", "en/l", "en/d", "SP"] and second.offset == 1.25
+    starts = {}
+    for segment in (first, second):
+        onsets = segment.offset + np.cumsum([0.0, *segment.durations[:-1]])
+        starts |= dict(zip(segment.phonemes, onsets, strict=True))
     assert starts["en/ah"] == pytest.approx(0.5) and starts["en/ow"] == pytest.approx(1.0)
     assert starts["en/er"] == pytest.approx(1.75)
     assert 0.5 > starts["en/hh"] > 0 and 1.75 > starts["en/w"] > 1.5  # consonants sung before their vowel
-    assert sum(segment.durations) == pytest.approx(2.25 + 0.3) and segment.words == [2, 2, 1, 2, 3, 1]
+    assert second.offset + sum(second.durations) == pytest.approx(2.25 + 0.3)
     sung = _sing(worker, LYRICS)
     assert len(sung) == round(2.55 * 44100) and np.abs(sung[round(0.6 * 44100) : 88200]).max() > 0.01
 
@@ -164,7 +168,7 @@ def test_each_vowel_starts_on_its_note(banks, tmp_path):
 def test_text_alone_is_sung_on_the_default_melody(banks, tmp_path):
     worker = _worker(banks, tmp_path)
     result = worker.run({"id": "seed", "input": {"model": "diffsinger", "text": "Hello"}})  # the seed's request
-    assert result["details"]["phonemes"] == "SP en/hh en/ah en/l en/ow SP"
+    assert result["details"]["phonemes"] == "SP en/hh en/ah en/l en/ow SP"  # one phrase
     assert result["outputs"][0]["duration_seconds"] == pytest.approx(0.5 + 1.0 + 0.3)  # two beats at 120 bpm
     lower = _sing(worker, {"text": "hello world", "key": "C3", "steps": 2})
     assert not np.allclose(lower, _sing(worker, {"text": "hello world", "key": "C4", "steps": 2}))
