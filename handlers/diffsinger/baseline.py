@@ -48,8 +48,8 @@ def _run(loaded: Any, seed: int) -> np.ndarray:
 
     f0 = constant(_CURVES["f0_seq"])
     available = {
-        "tokens": np.array([[bank.acoustic.phonemes[symbol] for symbol in phonemes]], dtype=np.int64),
-        "languages": np.array([[bank.acoustic.languages.get(p.split("/")[0], 0) if "/" in p else 0 for p in phonemes]]),
+        "tokens": bank.acoustic.token_ids(phonemes),
+        "languages": bank.acoustic.language_ids(phonemes),
         "durations": durations,
         "f0": f0,
         "energy": constant(_CURVES["energy"]),

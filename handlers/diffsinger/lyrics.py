@@ -78,20 +78,15 @@ def split_phrases(notes: list[SungNote]) -> list[tuple[float, list[SungNote]]]:
     the first phrase's lead-in): a phrase's lead-in overlaps the rest before it."""
     phrases: list[tuple[float, list[SungNote]]] = []
     time = 0.0
+    after_rest = True
     for note in notes:
-        if note.lyric is None:
-            time += note.seconds
-            continue
-        if not phrases or _ends_at(phrases[-1]) < time:  # a rest came between
-            phrases.append((time, []))
-        phrases[-1][1].append(note)
+        if note.lyric is not None:
+            if after_rest:
+                phrases.append((time, []))
+            phrases[-1][1].append(note)
+        after_rest = note.lyric is None
         time += note.seconds
     return phrases
-
-
-def _ends_at(phrase: tuple[float, list[SungNote]]) -> float:
-    start, notes = phrase
-    return start + sum(note.seconds for note in notes)
 
 
 def _phonemes_of(word: str, dictionary: Dictionary, stage: StageConfig, language: str, field: str) -> list[str]:
