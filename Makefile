@@ -27,12 +27,17 @@ help: ## list the targets
 	@grep -E '^[a-z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 	@echo "  workers: $(WORKERS)"
 
+# Packages PyPI lacks (handlers/*/requirements-git.txt) come from this folder when it holds their wheels.
+LOCAL_WHEELS ?= $(wildcard ../shared/wheels)
+
 $(VENV)/.installed: shared/requirements.txt shared/constraints.txt handlers/*/requirements*.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(INSTALL) -r shared/requirements.txt $(foreach worker,$(WORKERS),-r handlers/$(worker)/requirements.txt) \
 		-r requirements-dev.txt
 	$(INSTALL) --no-deps $(foreach file,$(wildcard handlers/*/requirements-nodeps.txt),-r $(file))
+	for file in $(wildcard handlers/*/requirements-git.txt); do \
+		PIP="$(PY) -m pip" sh dockerfiles/install_unpublished.sh $$file $(LOCAL_WHEELS) || exit 1; done
 	$(STRIP_TORCHAUDIO_EXTENSION)
 	touch $@
 

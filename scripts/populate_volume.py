@@ -5,7 +5,8 @@
     python scripts/populate_volume.py <worker> --from BANK.zip|https://... [--name NAME] --volume /runpod-volume
 
 A worker's default repositories come from its catalog (handlers/<worker>/catalog.py). Each repository
-lands in <volume>/<worker>/<org>/<name>, the folder the worker reads. Only the files
+lands in <volume>/<worker>/<org>/<name>, the folder the worker reads (a catalog that assembles a model from
+several repositories, as HeartMuLa's does, puts each piece in its subfolder of that folder). Only the files
 a worker loads are fetched: where a repository ships safetensors, its legacy pickled duplicates
 (pytorch_model.bin, MusicGen's state_dict.bin and compression_state_dict.bin, ...) are skipped.
 Run it from a pod or a machine with the volume mounted; HF_TOKEN is used for gated repositories.
@@ -39,11 +40,17 @@ _LEGACY_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.msgpack", "*.o
 _NEVER_NEEDED = (".gitattributes", "*.png", "*.jpg", "*.jpeg", "*.gif", "*.mp4")
 
 
-def files_to_fetch(repo_files: list[str]) -> list[str]:
-    """The repository's files a worker needs: legacy weight formats only where no safetensors exist."""
+def files_to_fetch(repo_files: list[str], only: tuple[str, ...] = ()) -> list[str]:
+    """The repository's files a worker needs: legacy weight formats only where no safetensors exist; with
+    `only`, just the files matching one of those patterns."""
     has_safetensors = any(name.endswith(".safetensors") for name in repo_files)
     skipped = _NEVER_NEEDED + (_LEGACY_WEIGHTS if has_safetensors else ())
-    return [name for name in repo_files if not any(fnmatch.fnmatch(Path(name).name, pattern) for pattern in skipped)]
+    return [
+        name
+        for name in repo_files
+        if not any(fnmatch.fnmatch(Path(name).name, pattern) for pattern in skipped)
+        and (not only or any(fnmatch.fnmatch(name, pattern) for pattern in only))
+    ]
 
 
 def target_folder(volume: Path, worker: str, repo_id: str) -> Path:
@@ -63,9 +70,12 @@ def populate(worker: str, repo_ids: tuple[str, ...], volume: Path, revision: str
     folders = []
     for repo_id in repo_ids:
         folder = target_folder(volume, worker, repo_id)
-        wanted = files_to_fetch(api.list_repo_files(repo_id, revision=revision))
-        print(f"{repo_id} -> {folder} ({len(wanted)} files)")
-        snapshot_download(repo_id, revision=revision, local_dir=folder, allow_patterns=wanted)
+        for piece in workers.catalog(worker).pieces(repo_id):
+            piece_revision = revision if piece.repo == repo_id else None  # --revision is the model's own
+            wanted = files_to_fetch(api.list_repo_files(piece.repo, revision=piece_revision), piece.files)
+            where = folder / piece.subfolder
+            print(f"{piece.repo} -> {where} ({len(wanted)} files)")
+            snapshot_download(piece.repo, revision=piece_revision, local_dir=where, allow_patterns=wanted)
         make_readable(folder)  # the images run as an unprivileged user
         folders.append(folder)
     return folders

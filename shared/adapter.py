@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 from shared.audio import Audio
+from shared.memory import PhaseLog
 from shared.progress import AudioStream, Progress
 from shared.schemas import AudioLabel, JobRequest
 from shared.settings import ModelConfig, Residency, Settings
@@ -26,6 +27,7 @@ class JobContext:
     seed: int  # already applied to the global generators; reported in the result
     progress: Progress
     stop: StopSignal  # call stop.step() at each natural step (or use its transformers/torch hooks)
+    phases: PhaseLog  # the job's phases with the memory around each, reported under memory_mib.phases
     stream: AudioStream | None = None  # set when a generator handler serves this job
 
 
@@ -78,7 +80,8 @@ class ModelAdapter(ABC, Generic[RequestT, ConfigT]):
     gpu_dtype: ClassVar[str] = "float16"  # the dtype it loads in on a GPU (MODEL_DTYPE=auto)
     streams: ClassVar[bool] = False  # True: served by a generator handler (audio chunks via /stream)
     default_residency: ClassVar[Residency] = Residency.KEEP
-    supports_offload: ClassVar[bool] = False  # True: setup() honours Residency.OFFLOAD
+    # The residencies setup() honours (KEEP and UNLOAD need nothing of it; OFFLOAD and SEQUENTIAL do).
+    residencies: ClassVar[tuple[Residency, ...]] = (Residency.KEEP, Residency.UNLOAD)
     input_channels: ClassVar[int] = 1
     max_input_seconds: ClassVar[float] = 600.0  # the longest input audio a request may send, whichever field
     # Top-level aliases of the first output's fields, for clients of the model's earlier API:

@@ -6,7 +6,13 @@ import ctypes
 import ctypes.util
 import gc
 import resource
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from loguru import logger
 
 from shared.runtime import Runtime
 
@@ -49,3 +55,29 @@ def release_memory(runtime: Runtime) -> None:
 
 def memory_kind(runtime: Runtime) -> str:
     return "cuda_allocated" if runtime.gpu_allocated_mib() is not None else "process_rss"
+
+
+class PhaseLog:
+    """A job's phases, each with the memory before and after it: logged, and reported in memory_mib.phases."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self.records: list[dict[str, Any]] = []
+
+    @contextmanager
+    def phase(self, name: str, **facts: Any) -> Iterator[dict[str, Any]]:
+        """Record one phase; the body may add facts to the yielded record. Recorded even when it fails."""
+        record: dict[str, Any] = {"phase": name, **facts}
+        before = current_mib(self._runtime)
+        started = time.perf_counter()
+        try:
+            yield record
+        finally:
+            after = current_mib(self._runtime)
+            record |= {
+                "before_mib": round(before, 1),
+                "after_mib": round(after, 1),
+                "seconds": round(time.perf_counter() - started, 4),
+            }
+            self.records.append(record)
+            logger.info("phase {}: memory {:.0f} -> {:.0f} MiB ({})", name, before, after, facts or "")

@@ -85,9 +85,10 @@ class Worker:
         # A GPU the runtime cannot use is a start-up error, never a silent fall-back to the CPU.
         self.device_kind = choose_device(self.settings.device, host_facts(self.runtime))
         self.residency = self.settings.residency or adapter_class.default_residency
-        if self.residency is Residency.OFFLOAD and not adapter_class.supports_offload:
+        if self.residency not in adapter_class.residencies:
             raise SettingsError(
-                f"MODEL_RESIDENCY=offload: {self.name} does not support CPU offload; use keep or unload"
+                f"MODEL_RESIDENCY={self.residency.value}: {self.name} does not support it; use "
+                + " or ".join(residency.value for residency in adapter_class.residencies)
             )
         if self.settings.stream_audio and not adapter_class.streams:
             raise SettingsError(f"STREAM_AUDIO=1: {self.name} does not stream audio; leave STREAM_AUDIO unset")
@@ -193,7 +194,8 @@ class Worker:
         with self._generating:
             memory.reset_peak(self.runtime)
             memory_before = memory.current_mib(self.runtime)
-            generated = self._generate(request, decoded, JobContext(seed, progress, stop, stream), timer)
+            phases = memory.PhaseLog(self.runtime)
+            generated = self._generate(request, decoded, JobContext(seed, progress, stop, phases, stream), timer)
         prediction, load_info = generated.prediction, generated.load_info
         with timer.stage("encode"):
             encoded = [audio_codec.encode(audio, request.format, settings.mp3) for audio in prediction.outputs]
@@ -223,6 +225,8 @@ class Worker:
                 "after_job": round(memory.current_mib(self.runtime), 1),
             },
         }
+        if phases.records:
+            result["memory_mib"]["phases"] = phases.records
         if prediction.details:
             result["details"] = prediction.details
         if self.locked:

@@ -33,7 +33,9 @@ class Residency(StrEnum):
 
     KEEP = "keep"  # stay loaded: warm jobs skip the load
     UNLOAD = "unload"  # drop after each job and hand GPU memory back (shared GPUs)
-    OFFLOAD = "offload"  # stay loaded in CPU memory; each part visits the GPU only while it runs
+    OFFLOAD = "offload"  # stay loaded in CPU memory; the library's hooks move each part to the GPU as it runs
+    # Stay loaded in CPU memory; a job's phases take turns on the GPU, one part at a time (shared/parts.py).
+    SEQUENTIAL = "sequential"
 
 
 class EnvSettings(BaseSettings):
@@ -168,7 +170,9 @@ class Settings(EnvSettings):
         "auto", validation_alias="MODEL_DTYPE", description="auto: the worker's GPU dtype on a GPU, float32 on CPU"
     )
     residency: Annotated[Residency | None, BeforeValidator(_lower)] = Field(
-        None, validation_alias="MODEL_RESIDENCY", description="keep, unload or offload; none: the worker's default"
+        None,
+        validation_alias="MODEL_RESIDENCY",
+        description="keep, unload, offload or sequential; none: the worker's default",
     )
     locked_parameters: Annotated[dict[str, Any], NoDecode, BeforeValidator(_json_object)] = Field(
         default_factory=dict,

@@ -26,6 +26,15 @@ RequiredFile = str | tuple[str, ...]  # a tuple: any one of these names will do
 
 
 @dataclass(frozen=True)
+class RepoPiece:
+    """One hub repository's share of a model folder assembled from several (heartlib's checkpoint layout)."""
+
+    repo: str  # ORG/NAME on the hub
+    subfolder: str = ""  # where under the model folder it lands ("" = the folder itself)
+    files: tuple[str, ...] = ()  # the file patterns it contributes; () = every file a worker needs
+
+
+@dataclass(frozen=True)
 class VolumeCatalog:
     """One worker's part of the network volume."""
 
@@ -39,6 +48,12 @@ class VolumeCatalog:
     # For models packaged as archives rather than hub repositories: (unpacked archive, volume root, name or
     # None) -> the folders it installed, each checked (a ModelFilesError says what is wrong).
     install: Callable[[Path, Path, str | None], list[Path]] | None = None
+    # For models whose folder is assembled from several hub repositories: model id -> the pieces.
+    assemble: Callable[[str], tuple[RepoPiece, ...]] | None = None
+
+    def pieces(self, model_id: str) -> tuple[RepoPiece, ...]:
+        """The repositories a model folder is made of: the model's own alone, unless the catalog assembles."""
+        return self.assemble(model_id) if self.assemble is not None else (RepoPiece(model_id),)
 
     def models_root(self) -> str:
         return f"{self.worker}/{self.models_folder}" if self.models_folder else self.worker

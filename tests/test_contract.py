@@ -206,15 +206,17 @@ def test_unknown_locked_parameters_stop_the_worker_at_start_up(worker_env, worke
 
 @pytest.mark.tiny
 @pytest.mark.parametrize("worker", WORKERS)
-def test_offload_is_accepted_only_where_supported(worker_env, worker):
-    worker_env(worker, MODEL_RESIDENCY="offload", DEVICE="cpu")
+@pytest.mark.parametrize("residency", [Residency.OFFLOAD, Residency.SEQUENTIAL])
+def test_residency_is_accepted_only_where_supported(worker_env, worker, residency):
+    worker_env(worker, MODEL_RESIDENCY=residency.value, DEVICE="cpu")
     adapter = workers.adapter_class(worker)
     started = start_worker(adapter)
-    if adapter.supports_offload:
-        assert isinstance(started, Worker) and started.residency is Residency.OFFLOAD
+    if residency in adapter.residencies:
+        assert isinstance(started, Worker) and started.residency is residency
     else:
         assert isinstance(started, StartupFailure)
-        assert started.error == f"MODEL_RESIDENCY=offload: {worker} does not support CPU offload; use keep or unload"
+        supported = " or ".join(each.value for each in adapter.residencies)
+        assert started.error == f"MODEL_RESIDENCY={residency.value}: {worker} does not support it; use {supported}"
 
 
 @pytest.mark.tiny

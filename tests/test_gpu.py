@@ -58,7 +58,7 @@ def test_unload_hands_gpu_memory_back(tiny_volume, tmp_path, worker):
 
 @pytest.mark.parametrize("worker", WORKERS)
 def test_cpu_offload_keeps_weights_off_the_gpu_between_jobs(tiny_volume, tmp_path, worker):
-    if not workers.adapter_class(worker).supports_offload:
+    if Residency.OFFLOAD not in workers.adapter_class(worker).residencies:
         pytest.skip(f"{worker} does not offer CPU offload")
     offloaded = _worker(tiny_volume, tmp_path, worker, Residency.OFFLOAD)
     result = offloaded.run(_job(worker))

@@ -31,7 +31,7 @@ class AceStep(ModelAdapter[AceStepRequest, AceStepConfig]):
     gpu_dtype: ClassVar[str] = "bfloat16"
     input_channels: ClassVar[int] = 2
     default_residency: ClassVar[Residency] = Residency.UNLOAD
-    supports_offload: ClassVar[bool] = True
+    residencies: ClassVar[tuple[Residency, ...]] = (Residency.KEEP, Residency.UNLOAD, Residency.OFFLOAD)
 
     @classmethod
     def check_request(cls, request: AceStepRequest, config: AceStepConfig) -> None:
