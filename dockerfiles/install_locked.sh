@@ -2,7 +2,8 @@
 # Installs a worker's lock files into the image, then removes what inference never loads.
 #   install_locked.sh DIR      DIR holds requirements.lock, and requirements-nodeps.lock and image-prune.txt
 #                              (site-packages paths to leave out, applied by shared/prune.py) when the worker
-#                              has them
+#                              has them; requirements-git.txt (packages PyPI lacks, with install_unpublished.sh
+#                              beside it) is installed from LOCAL_WHEELS when that folder holds them
 # WITH_TRITON=1 keeps triton (torch.compile) and what it needs at run time: torch's C++ headers and a C
 # compiler, which triton uses to build its kernel launcher on first use.
 set -eu
@@ -10,6 +11,9 @@ lock_dir=$1
 pip install --no-compile --no-deps --require-hashes -r "$lock_dir/requirements.lock"
 if [ -f "$lock_dir/requirements-nodeps.lock" ]; then
     pip install --no-compile --no-deps --require-hashes -r "$lock_dir/requirements-nodeps.lock"
+fi
+if [ -f "$lock_dir/requirements-git.txt" ]; then
+    sh "$lock_dir/install_unpublished.sh" "$lock_dir/requirements-git.txt" "${LOCAL_WHEELS:-}"
 fi
 site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 cd "$site"

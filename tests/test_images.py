@@ -1,5 +1,6 @@
 """What an image leaves out of site-packages (handlers/<worker>/image-prune.txt) is never loaded: each of the
-worker's tiny models runs its contract job, and no module it imported lies in a pruned path."""
+worker's tiny models runs its contract job, and no module it imported (nor shared library it mapped) lies in a
+pruned path."""
 
 from __future__ import annotations
 
@@ -33,7 +34,9 @@ for tiny in fixtures.TINY_MODELS:
     result = Worker(workers.adapter_class(worker), settings).run({"id": "p", "input": fixtures.CONTRACT.job_input})
     assert "error" not in result, (tiny.model_id, result)
 files = [getattr(module, "__file__", None) for module in list(sys.modules.values())]
-print(json.dumps(sorted(str(Path(name).resolve()) for name in files if name)))
+# Shared libraries too: a module's extension may load a library no Python module names.
+files += [line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines() if line.count(" ") >= 5]
+print(json.dumps(sorted({str(Path(name).resolve()) for name in files if name and name.startswith("/")})))
 """
 
 

@@ -18,7 +18,7 @@ from tests.support import REPO
 pytestmark = pytest.mark.unit
 
 WORKERS = workers.worker_names()
-INSTALL_INPUTS = ("requirements-nodeps.lock", "image-prune.txt")
+INSTALL_INPUTS = ("requirements-nodeps.lock", "image-prune.txt", "requirements-git.txt")
 
 
 def _requirements(path: Path) -> list[str]:
