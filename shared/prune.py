@@ -32,7 +32,7 @@ def pruned_paths(prune_file: Path, site_packages: Path) -> list[Path]:
         matches = sorted(site_packages.glob(pattern))
         if not matches:
             raise SystemExit(f"{prune_file}: {pattern} matches nothing in {site_packages}")
-        removed += [path for path in matches if path.name not in kept]
+        removed += [path for path in matches if path.name not in kept and path not in removed]
     return removed
 
 
@@ -40,7 +40,10 @@ def main(argv: list[str]) -> None:
     prune_file, site_packages = Path(argv[0]), Path(argv[1])
     removed = pruned_paths(prune_file, site_packages)
     for path in removed:
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():  # not inside a folder an earlier line removed
+            path.unlink()
     print(f"pruned {len(removed)} paths listed by {prune_file.name}")
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import workers
+from shared import prune, workers
 from shared.prune import pruned_paths
 from tests.support import REPO
 
@@ -58,3 +58,13 @@ def test_a_prune_pattern_that_matches_nothing_stops_the_build(tmp_path):
     (tmp_path / "stale.txt").write_text("# moved by an update\nno_such_package/*/ except kept\n")
     with pytest.raises(SystemExit, match="no_such_package/\\*/ matches nothing"):
         pruned_paths(tmp_path / "stale.txt", SITE_PACKAGES)
+
+
+def test_paths_two_lines_match_are_pruned_once(tmp_path):
+    site = tmp_path / "site"
+    (site / "pkg" / "sub").mkdir(parents=True)
+    for name in ("pkg/a.pyx", "pkg/sub/b.pyx", "pkg/c.py"):
+        (site / name).touch()
+    (tmp_path / "prune.txt").write_text("pkg/a.*\npkg/*.pyx\npkg/sub/\npkg/sub/*.pyx\n")
+    prune.main([str(tmp_path / "prune.txt"), str(site)])
+    assert sorted(path.name for path in site.rglob("*")) == ["c.py", "pkg"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -207,3 +208,34 @@ def test_the_shared_library_imports_no_inference_library():
     done = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_unpublished_packages_come_from_a_local_wheel_when_there_is_one(tmp_path):
+    listing = tmp_path / "requirements-git.txt"
+    listing.write_text("# a comment\n\npkg==1.2.0 @ https://example.com/archive/0123abcd.zip\n")
+    script = REPO / "dockerfiles" / "install_unpublished.sh"
+
+    def installed(*wheels_dir: str) -> str:
+        done = subprocess.run(
+            ["sh", str(script), str(listing), *wheels_dir],
+            env={**os.environ, "PIP": "echo pip"},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout.strip()
+
+    assert installed() == "pip install --no-compile --no-deps https://example.com/archive/0123abcd.zip"
+    assert installed(str(tmp_path)).endswith("https://example.com/archive/0123abcd.zip")  # no wheel there
+    (tmp_path / "pkg-1.1.0-py3-none-any.whl").touch()  # another version does not count
+    assert installed(str(tmp_path)).endswith("0123abcd.zip")
+    (tmp_path / "pkg-1.2.0-py3-none-any.whl").touch()
+    assert installed(str(tmp_path)) == f"pip install --no-compile --no-deps {tmp_path}/pkg-1.2.0-py3-none-any.whl"
+
+
+@pytest.mark.parametrize("listing", sorted(workers.HANDLERS.glob("*/requirements-git.txt")))
+def test_unpublished_packages_are_pinned_to_a_commit(listing):
+    for line in _requirements(listing):
+        assert re.fullmatch(r"[\w.-]+==[\w.]+ @ https://github\.com/[\w.-]+/[\w.-]+/archive/[0-9a-f]{40}\.zip", line), (
+            line
+        )

@@ -50,15 +50,22 @@ def _tokenizer() -> Tokenizer:
     return tokenizer
 
 
+# The published flavours (heartlib's FLAVORS) for the full size; scaled ones (flavors.py) for the others.
+_FLAVORS = {"full": ("llama-3B", "llama-300M")}
+
+
 def _mula(size: str) -> HeartMuLa:
     flavors.register()
-    model = HeartMuLa(HeartMuLaConfig(backbone_flavor=f"{size}-backbone", decoder_flavor=f"{size}-decoder"))
+    backbone, decoder = _FLAVORS.get(size, (f"{size}-backbone", f"{size}-decoder"))
+    model = HeartMuLa(HeartMuLaConfig(backbone_flavor=backbone, decoder_flavor=decoder))
     with torch.no_grad():  # nn.Parameter(torch.empty(...)) is left uninitialised by heartlib
         model.audio_head.normal_(std=0.02)
     return model
 
 
 def _codec(size: str) -> HeartCodec:
+    if size == "full":
+        return HeartCodec(HeartCodecConfig())  # the published defaults
     widths = _CODEC[size]
     config = HeartCodecConfig(
         dim=widths["dim"],
@@ -77,11 +84,15 @@ def _codec(size: str) -> HeartCodec:
 
 
 def build_heartmula(target: Path, size: str) -> None:
+    """`size`: tiny, bench, or full (the published sizes, for GPU memory checks: HeartMuLa saved in bfloat16
+    as published, ~7 GB; build it on a GPU machine)."""
     torch.manual_seed(0)
     target.mkdir(parents=True, exist_ok=True)
     (target / "gen_config.json").write_text(json.dumps(GEN_CONFIG, indent=2))
     _tokenizer().save(str(target / "tokenizer.json"))
-    _mula(size).save_pretrained(target / MULA_FOLDER)
+    mula = _mula(size)
+    (mula.to(torch.bfloat16) if size == "full" else mula).save_pretrained(target / MULA_FOLDER)
+    del mula
     _codec(size).save_pretrained(target / CODEC_FOLDER)
     make_readable(target)  # safetensors writes 0600; the images run as another user
 
