@@ -205,8 +205,9 @@ class HeartMuLaSong(ModelAdapter[HeartMuLaRequest, HeartMuLaWorkerConfig]):
         return torch.stack(frames, dim=1).cpu(), ended_by
 
     def _decode(self, codec: HeartCodec, frames: torch.Tensor, job: JobContext) -> torch.Tensor:
-        """Stereo (2, samples) float audio: `detokenize`, with progress and a stop check per flow step."""
-        steps = decode_windows(frames.shape[1]) * _FLOW_STEPS
+        """Stereo (2, samples) float audio from `detokenize`, with progress and a stop check at each flow step
+        and before each window's waveform (the scalar codec's first layer runs once per window)."""
+        steps = decode_windows(frames.shape[1]) * (_FLOW_STEPS + 1)
         done = 0
 
         def each_step(_module: torch.nn.Module, _args: tuple) -> None:
@@ -215,10 +216,14 @@ class HeartMuLaSong(ModelAdapter[HeartMuLaRequest, HeartMuLaWorkerConfig]):
             job.progress("decoding", done / steps)
             done += 1
 
-        hook = codec.flow_matching.estimator.register_forward_pre_hook(each_step)
+        hooks = [
+            codec.flow_matching.estimator.register_forward_pre_hook(each_step),
+            codec.scalar_model.decoder[0].register_forward_pre_hook(each_step),
+        ]
         try:
             waveform = codec.detokenize(frames.to(codec.device))
         finally:
-            hook.remove()
+            for hook in hooks:
+                hook.remove()
         job.progress("decoding", 1.0)
         return waveform.cpu()

@@ -58,8 +58,14 @@ def _mula(size: str) -> HeartMuLa:
     flavors.register()
     backbone, decoder = _FLAVORS.get(size, (f"{size}-backbone", f"{size}-decoder"))
     model = HeartMuLa(HeartMuLaConfig(backbone_flavor=backbone, decoder_flavor=decoder))
-    with torch.no_grad():  # nn.Parameter(torch.empty(...)) is left uninitialised by heartlib
-        model.audio_head.normal_(std=0.02)
+    with torch.no_grad():
+        model.audio_head.normal_(std=0.02)  # nn.Parameter(torch.empty(...)): heartlib leaves it uninitialised
+        if size != "full":
+            # A random model would sample an end-of-song token (>= 8193) within a few hundred frames; zero
+            # logits for them lie far below any top-k threshold of 8193 random ones, so a tiny song runs the
+            # length it is asked for (the worker's EOS handling is heartlib's own check).
+            model.codebook0_head.weight[GEN_CONFIG["audio_eos_id"] :] = 0
+            model.audio_head[..., GEN_CONFIG["audio_eos_id"] :] = 0
     return model
 
 

@@ -177,3 +177,23 @@ def test_the_decoded_length_is_frames_at_12_5_per_second(tiny_volume, heartlib_p
     codes = torch.randint(0, 8192, (8, 5))
     assert heartlib_pipeline.codec.detokenize(codes).shape == (2, 5 * 3840)
     assert np.isclose(48000 / 12.5, 3840)
+
+
+def test_a_song_ends_where_the_model_ends_it(tiny_volume, tmp_path):
+    worker = _worker(tiny_volume, tmp_path, Residency.KEEP)
+    with worker.cache.use() as (adapter, _):
+        head = adapter.parts["heartmula"].codebook0_head
+    calls = 0
+
+    def end_after_five_frames(_module, _inputs, logits: torch.Tensor) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        return logits.index_fill(-1, torch.tensor([8193]), 1e4) if calls > 5 else logits  # audio_eos_id
+
+    hook = head.register_forward_hook(end_after_five_frames)
+    try:
+        result = worker.run({"id": "e", "input": {"tags": "piano", "max_duration_ms": 4000, "return_base64": True}})
+    finally:
+        hook.remove()
+    assert (result["details"]["frames"], result["details"]["ended_by"]) == (5, "eos")
+    assert result["outputs"][0]["duration_seconds"] == 5 * 0.08
