@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import shutil
 import warnings
 from pathlib import Path
 
@@ -197,3 +198,15 @@ def test_a_song_ends_where_the_model_ends_it(tiny_volume, tmp_path):
         hook.remove()
     assert (result["details"]["frames"], result["details"]["ended_by"]) == (5, "eos")
     assert result["outputs"][0]["duration_seconds"] == 5 * 0.08
+
+
+def test_a_folder_missing_a_piece_names_it_and_the_fix(tiny_volume, tmp_path):
+    folder = tmp_path / "heartmula" / "org" / "partial"
+    shutil.copytree(_folder(tiny_volume), folder)
+    shutil.rmtree(folder / "HeartCodec-oss")
+    settings = Settings(volume_root=tmp_path, model_id="org/partial", output_dir=tmp_path)
+    error = Worker(HeartMuLaSong, settings).run({"id": "m", "input": {"tags": "piano"}})["error"]
+    assert error.startswith(
+        f"model folder {folder} is incomplete, missing: HeartCodec-oss/config.json, HeartCodec-oss/"
+    )
+    assert error.endswith(f"python scripts/populate_volume.py heartmula --model-id org/partial --volume {tmp_path}")
