@@ -113,12 +113,13 @@ class HeartMuLaSong(ModelAdapter[HeartMuLaRequest, HeartMuLaWorkerConfig]):
     def setup(self) -> None:
         cpu = torch.device("cpu")
         home = home_device(self.residency, self.device, cpu)
-        mula = HeartMuLa.from_pretrained(self.model_dir / MULA_FOLDER, device_map=home, dtype=self.dtype).eval()
+        # Loaded, then moved: device_map would need accelerate, which this image leaves out.
+        mula = HeartMuLa.from_pretrained(self.model_dir / MULA_FOLDER, dtype=self.dtype).to(home).eval()
         # transformers 5 materialises the weights but not the RoPE caches torchtune builds in __init__.
         for module in mula.modules():
             if isinstance(module, Llama3ScaledRoPE):
                 module.rope_init()
-        codec = HeartCodec.from_pretrained(self.model_dir / CODEC_FOLDER, device_map=home, dtype=torch.float32).eval()
+        codec = HeartCodec.from_pretrained(self.model_dir / CODEC_FOLDER, dtype=torch.float32).to(home).eval()
         self.tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
         self.ids = HeartMuLaGenConfig.from_file(str(self.model_dir / "gen_config.json"))
         self.context = mula.backbone.max_seq_len
