@@ -22,24 +22,25 @@ StreamFormat = Literal["pcm_s16le", "mp3"]
 
 
 class Progress:
-    """Stage and fraction done: to RunPod when running there, and to the log; both at most every 2 s within
-    a stage (a per-frame caller would flood them), with every new stage and every stage's end shown."""
+    """Stage and fraction done: to the log at every new stage and every 1% of a stage (a per-frame caller
+    would flood it), and to RunPod when running there, at every new stage and at most every 2 s within one."""
 
     def __init__(self, job: dict[str, Any]) -> None:
         self._job = job
         self._on_runpod = bool(os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"))
-        self._last_shown = 0.0
+        self._last_sent = 0.0
         self._stage: str | None = None
+        self._logged: float | None = None  # the fraction last logged in this stage
 
     def __call__(self, stage: str, fraction: float | None = None) -> None:
-        now = time.monotonic()
-        due = now - self._last_shown >= _PROGRESS_INTERVAL_S
-        if not (due or stage != self._stage or fraction == 1.0):
-            return
-        self._stage, self._last_shown = stage, now
+        new_stage = stage != self._stage
         update = {"stage": stage} if fraction is None else {"stage": stage, "progress": round(fraction, 3)}
-        logger.info("progress: {}", update)
-        if self._on_runpod:
+        if new_stage or fraction is None or self._logged is None or fraction - self._logged >= 0.01 or fraction == 1:
+            logger.info("progress: {}", update)
+            self._stage, self._logged = stage, fraction
+        now = time.monotonic()
+        if self._on_runpod and (new_stage or now - self._last_sent >= _PROGRESS_INTERVAL_S):
+            self._last_sent = now
             runpod.serverless.progress_update(self._job, update)
 
 

@@ -160,3 +160,30 @@ def test_bytecode_is_written_for_what_a_worker_imports(tmp_path):
     assert int(done.stdout.split()[3]) > 500  # torch, transformers, ... as imported, not site-packages whole
     adapter = (workers.HANDLERS / worker / "adapter.py").resolve()
     assert list((tmp_path / adapter.parent.relative_to("/")).glob("adapter.*.pyc"))  # although imports write none
+
+
+@pytest.mark.unit
+def test_progress_logs_every_new_stage_and_every_percent():
+    from loguru import logger
+
+    from shared.progress import Progress
+
+    logged: list[str] = []
+    sink = logger.add(
+        lambda message: logged.append(message.record["message"]), filter=lambda r: "progress" in r["message"]
+    )
+    try:
+        progress = Progress({"id": "p"})
+        for frame in range(1, 1001):  # a per-frame caller
+            progress("generating", frame / 1000)
+        progress("decoding", 0.0)
+        progress("decoding", 1.0)
+    finally:
+        logger.remove(sink)
+    assert 90 <= len(logged) - 2 <= 100  # about one line per percent, not one per frame
+    assert logged[0] == "progress: {'stage': 'generating', 'progress': 0.001}"
+    assert logged[-3:] == [
+        "progress: {'stage': 'generating', 'progress': 1.0}",
+        "progress: {'stage': 'decoding', 'progress': 0.0}",
+        "progress: {'stage': 'decoding', 'progress': 1.0}",
+    ]
