@@ -21,16 +21,18 @@ from shared.testing import ContractCase
 from tests.support import download, job_result
 
 WORKERS = workers.worker_names()
+# Every tiny model of every worker (a worker's variants: checkpoints of other shapes or kinds) is served.
+SERVED = [(worker, tiny.model_id) for worker in WORKERS for tiny in workers.module(worker, "fixtures").TINY_MODELS]
 
 
 def contract(worker: str) -> ContractCase:
     return workers.module(worker, "fixtures").CONTRACT
 
 
-@pytest.fixture(scope="module", params=WORKERS)
+@pytest.fixture(scope="module", params=SERVED, ids=[f"{worker}:{model_id}" for worker, model_id in SERVED])
 def served(request, start_worker, s3_server):
-    worker = request.param
-    handle = start_worker(worker, **s3_server.env(), **contract(worker).extra_env)
+    worker, model_id = request.param
+    handle = start_worker(worker, MODEL_ID=model_id, **s3_server.env(), **contract(worker).extra_env)
     yield worker, handle
     handle.stop()
 

@@ -1,11 +1,16 @@
-"""ACE-Step 1.5 through diffusers' AceStepPipeline: text-to-music and "lego" stem layering.
+"""ACE-Step 1.5 through diffusers' AceStepPipeline: text-to-music, "lego" stem layering, repaint, cover,
+extract and complete, on the base, SFT and turbo checkpoints, 2B or XL (5B), for songs up to 10 minutes.
 
 Lego: a source stem (vocals, a drum loop...) goes in, a new track is generated to sit over it. The
-worker's default residency is `unload` (the reference plan shares one 16 GB GPU between models).
+checkpoint's variant (read from its transformer config) sets the defaults: turbo is guidance-distilled
+(8 steps, no guidance), base and SFT run 50 steps with guidance. The VAE decodes in tiles of ~20 s, so
+GPU memory does not grow with the song's length. The worker's default residency is `unload` (the
+reference plan shares one 16 GB GPU between models).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -22,6 +27,30 @@ from shared.schemas import AudioLabel
 from shared.settings import Residency
 
 SOURCE = AudioLabel("audio")
+# Defaults per variant (ACE-Step 1.5's): turbo is guidance-distilled and made for 8 steps.
+STEPS = {"turbo": 8, "base": 50, "sft": 50}
+GUIDANCE = {"turbo": 1.0, "base": 7.0, "sft": 7.0}
+
+
+def checkpoint_variant(transformer_config: Any) -> str:
+    """turbo, base or sft, as the checkpoint's transformer config says (diffusers reads the same fields)."""
+    version = getattr(transformer_config, "model_version", None)
+    if version in STEPS:
+        return version
+    return "turbo" if getattr(transformer_config, "is_turbo", False) else "base"
+
+
+def is_xl(transformer_config: Any) -> bool:
+    """XL: a DiT wider than its condition encoder (2560 over 2048), which the transformer projects up."""
+    width = getattr(transformer_config, "encoder_hidden_size", None)
+    return width is not None and width != transformer_config.hidden_size
+
+
+def decode_tiles(latent_frames: int, vae: Any) -> int:
+    """Tiles the VAE decodes `latent_frames` in (AutoencoderOobleck's tiled decode), 1 when it decodes whole."""
+    if not vae.use_tiling or latent_frames <= vae.tile_latent_min_length:
+        return 1
+    return math.ceil(latent_frames / (vae.tile_latent_min_length - 2 * vae.tile_latent_overlap))
 
 
 class AceStep(ModelAdapter[AceStepRequest, AceStepConfig]):
@@ -47,6 +76,11 @@ class AceStep(ModelAdapter[AceStepRequest, AceStepConfig]):
         else:
             self.pipe.to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
+        # Long songs: the VAE encodes and decodes in tiles along time, and a batch one candidate at a time.
+        self.pipe.vae.enable_tiling()
+        self.pipe.vae.enable_slicing()
+        self.variant = checkpoint_variant(self.pipe.transformer.config)
+        self.xl = is_xl(self.pipe.transformer.config)
 
     @property
     def input_sample_rate(self) -> int:
@@ -65,20 +99,36 @@ class AceStep(ModelAdapter[AceStepRequest, AceStepConfig]):
                 f"repainting_end: {request.repainting_end:g} s is past the end of the audio ({duration:g} s)"
             )
         caption = request.caption or TRACK_CAPTIONS.get(request.track_type or "", "")
+        if self.variant == "turbo" and (request.guidance_scale or 1.0) > 1.0:
+            raise InputError(
+                f"guidance_scale: {request.guidance_scale:g} on a turbo checkpoint, which is guidance-distilled; "
+                "leave it unset or 1"
+            )
+        steps = request.steps or STEPS[self.variant]
+        guidance_scale = request.guidance_scale or GUIDANCE[self.variant]
+        tiles = decode_tiles(math.ceil(duration * self.pipe.latents_per_second), self.pipe.vae)
+        decoded = 0
 
         def report_step(pipe, step: int, timestep, tensors: dict) -> dict:
-            job.progress("denoising", (step + 1) / request.steps)
+            job.progress("denoising", (step + 1) / steps)
             job.stop.step()  # a cancelled job ends here, between two diffusion steps
             return {}
+
+        def report_tile(_module, _args) -> None:
+            nonlocal decoded
+            job.stop.step()  # and here, between two decoding tiles
+            job.progress("decoding", decoded / (tiles * request.batch_size))
+            decoded += 1
 
         arguments: dict[str, Any] = {
             "prompt": [caption] * request.batch_size,
             "lyrics": [request.lyrics] * request.batch_size,
             "audio_duration": duration,
-            "num_inference_steps": request.steps,
-            "guidance_scale": request.guidance_scale,
+            "num_inference_steps": steps,
+            "guidance_scale": guidance_scale,
             "task_type": request.task,
             "track_name": request.track_type,
+            "complete_track_classes": request.complete_with,
             "bpm": request.bpm,
             "keyscale": request.key_scale,
             "repainting_start": request.repainting_start,
@@ -88,13 +138,27 @@ class AceStep(ModelAdapter[AceStepRequest, AceStepConfig]):
         if source is not None:
             samples = torch.from_numpy(np.ascontiguousarray(source.samples.T))  # (2, frames) at 48 kHz
             arguments["src_audio"] = samples.to(self.device)
-        with torch.inference_mode():
-            audios = self.pipe(**arguments).audios  # (batch, 2, frames)
-        outputs = [Audio(np.ascontiguousarray(candidate.float().cpu().numpy().T), SAMPLE_RATE) for candidate in audios]
+        hook = self.pipe.vae.decoder.register_forward_pre_hook(report_tile)
+        try:
+            with torch.inference_mode():
+                audios = self.pipe(**arguments).audios  # (batch, 2, frames)
+        finally:
+            hook.remove()
+        job.progress("decoding", 1.0)
+        # The pipeline decodes whole latent frames (1920 samples each); the song is as long as asked.
+        samples = round(duration * SAMPLE_RATE)
+        outputs = [
+            Audio(np.ascontiguousarray(candidate[:, :samples].float().cpu().numpy().T), SAMPLE_RATE)
+            for candidate in audios
+        ]
         return Prediction(
             outputs,
             {
                 "task": request.task,
+                "checkpoint": {"variant": self.variant, "xl": self.xl},
+                "steps_used": steps,
+                "guidance_scale_used": guidance_scale,
+                "decode_tiles": tiles,
                 "caption_used": caption,
                 "audio_duration_used": round(duration, 4),
                 "source_duration_seconds": round(source.duration, 4) if source is not None else None,

@@ -3,6 +3,7 @@ worker's contract case."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from transformers import Qwen3Config, Qwen3Model
@@ -14,9 +15,11 @@ from shared.testing import ContractCase, TinyModel, byte_level_bpe_tokenizer
 _ACE_SIZES = {"tiny": (32, 2, 8), "bench": (512, 8, 64)}  # DiT/text hidden, layers, VAE decoder channels
 
 
-def build_ace_step(target: Path, size: str) -> None:
+def build_ace_step(target: Path, size: str, variant: str = "base", xl: bool = False) -> None:
     """The diffusers layout: model_index.json + vae/, text_encoder/, tokenizer/, transformer/,
-    condition_encoder/, scheduler/, saved by AceStepPipeline.save_pretrained."""
+    condition_encoder/, scheduler/, saved by AceStepPipeline.save_pretrained. `variant` is written where the
+    published checkpoints keep it (the transformer's is_turbo and model_version); `xl` gives the XL
+    structure: a DiT wider than the condition encoder (2560 over 2048 published; 1.5x here), projected up."""
     from diffusers import AceStepPipeline, AutoencoderOobleck, FlowMatchEulerDiscreteScheduler
     from diffusers.models.transformers.ace_step_transformer import AceStepTransformer1DModel
     from diffusers.pipelines.ace_step.modeling_ace_step import (
@@ -28,6 +31,9 @@ def build_ace_step(target: Path, size: str) -> None:
     hidden, layers, decoder_channels = _ACE_SIZES[size]
     heads = hidden // 8
     attention = {"num_attention_heads": heads, "num_key_value_heads": heads // 2, "head_dim": 8, "sliding_window": 16}
+    dit_hidden = hidden * 3 // 2 if xl else hidden
+    dit_heads = dit_hidden // 8
+    dit_attention = attention | {"num_attention_heads": dit_heads, "num_key_value_heads": dit_heads // 2}
     tokenizer = byte_level_bpe_tokenizer(
         ("<|endoftext|>", "<|im_start|>", "<|im_end|>"), bos=None, eos="<|endoftext|>", pad="<|endoftext|>"
     )
@@ -53,13 +59,16 @@ def build_ace_step(target: Path, size: str) -> None:
         sampling_rate=48000,
     )
     transformer = AceStepTransformer1DModel(
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
+        hidden_size=dit_hidden,
+        intermediate_size=2 * dit_hidden,
         num_hidden_layers=layers,
         in_channels=192,  # noisy latents, source latents and mask, 64 each
         audio_acoustic_hidden_dim=64,
         patch_size=2,
-        **attention,
+        encoder_hidden_size=hidden,
+        is_turbo=variant == "turbo",
+        model_version=variant,
+        **dit_attention,
     )
     condition_encoder = AceStepConditionEncoder(
         hidden_size=hidden,
@@ -86,7 +95,11 @@ def build_ace_step(target: Path, size: str) -> None:
     pipeline.save_pretrained(target)
 
 
-TINY_MODELS = (TinyModel("tiny-random/acestep-v15-base-diffusers", build_ace_step),)
+TINY_MODELS = (
+    TinyModel("tiny-random/acestep-v15-base-diffusers", build_ace_step),
+    TinyModel("tiny-random/acestep-v15-xl-turbo-diffusers", partial(build_ace_step, variant="turbo", xl=True)),
+    TinyModel("tiny-random/acestep-v15-xl-sft-diffusers", partial(build_ace_step, variant="sft", xl=True)),
+)
 
 CONTRACT = ContractCase(
     job_input={"caption": "lo-fi hip hop, rhodes", "audio_duration": 1.0, "steps": 2, "batch_size": 2},

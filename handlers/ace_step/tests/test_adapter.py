@@ -93,3 +93,62 @@ def test_a_source_longer_than_the_cap_is_refused_before_any_model_loads(tmp_path
     assert worker.run({"id": "long", "input": job}) == {
         "error": "audio: audio is 610.0 s long, over this worker's 600 s cap"
     }
+
+
+def _tiny(tiny_volume, tmp_path: Path, model_id: str, residency: Residency | None = None) -> Worker:
+    settings = Settings(
+        volume_root=tiny_volume.ensure("ace_step"), model_id=model_id, output_dir=tmp_path, residency=residency
+    )
+    return Worker(AceStep, settings)
+
+
+@pytest.mark.parametrize(
+    ("model_id", "checkpoint", "steps", "guidance"),
+    [
+        ("tiny-random/acestep-v15-base-diffusers", {"variant": "base", "xl": False}, 50, 7.0),
+        ("tiny-random/acestep-v15-xl-turbo-diffusers", {"variant": "turbo", "xl": True}, 8, 1.0),
+        ("tiny-random/acestep-v15-xl-sft-diffusers", {"variant": "sft", "xl": True}, 50, 7.0),
+    ],
+)
+def test_the_checkpoint_variant_sets_the_defaults(tiny_volume, tmp_path, model_id, checkpoint, steps, guidance):
+    result = _tiny(tiny_volume, tmp_path, model_id).run({"id": "v", "input": {"caption": "x", "audio_duration": 1.0}})
+    details = result["details"]
+    assert (details["checkpoint"], details["steps_used"], details["guidance_scale_used"]) == (
+        checkpoint,
+        steps,
+        guidance,
+    )
+
+
+def test_guidance_on_a_turbo_checkpoint_is_refused(tiny_volume, tmp_path):
+    worker = _tiny(tiny_volume, tmp_path, "tiny-random/acestep-v15-xl-turbo-diffusers")
+    job = {"caption": "x", "audio_duration": 1.0, "guidance_scale": 5.0}
+    assert worker.run({"id": "g", "input": job}) == {
+        "error": "guidance_scale: 5 on a turbo checkpoint, which is guidance-distilled; leave it unset or 1"
+    }
+    assert "error" not in worker.run({"id": "g1", "input": job | {"guidance_scale": 1.0, "steps": 2}})
+
+
+def test_a_long_song_is_decoded_in_tiles_to_the_exact_length(tiny_volume, tmp_path):
+    worker = _tiny(tiny_volume, tmp_path, "tiny-random/acestep-v15-xl-turbo-diffusers", Residency.KEEP)
+    job = {"caption": "a long song", "audio_duration": 61.3, "steps": 2, "seed": 4}
+    tiled = worker.run({"id": "l", "input": job})
+    assert tiled["details"]["decode_tiles"] == 4  # 1533 latent frames, 384 new ones per 512-frame tile
+    samples, rate = soundfile.read(tmp_path / tiled["outputs"][0]["path"])
+    assert rate == 48000 and samples.shape == (round(61.3 * 48000), 2)
+    with worker.cache.use() as (adapter, _):
+        adapter.pipe.vae.disable_tiling()  # the same song decoded whole: same length, same song
+    whole = worker.run({"id": "w", "input": job})
+    assert whole["details"]["decode_tiles"] == 1
+    reference, _ = soundfile.read(tmp_path / whole["outputs"][0]["path"])
+    assert reference.shape == samples.shape
+    assert np.corrcoef(reference.ravel(), samples.ravel())[0, 1] > 0.9
+
+
+def test_complete_adds_the_instruments_asked_for(tiny_volume, tmp_path):
+    worker = _tiny(tiny_volume, tmp_path, "tiny-random/acestep-v15-base-diffusers")
+    job = {"task": "complete", "audio": _stem_base64(), "complete_with": ["drums", "bass"], "steps": 2}
+    result = worker.run({"id": "c", "input": job})
+    assert "error" not in result, result
+    assert result["details"]["task"] == "complete"
+    assert [(o["duration_seconds"], o["channels"]) for o in result["outputs"]] == [(2.0, 2)]

@@ -42,6 +42,11 @@ BAD_INPUT = [
     ({"task": "cover", "audio": stem(), "track_type": "drums"}, "track_type: only for lego and extract, not 'cover'"),
     ({"caption": "x", "key_scale": "H minor"}, "key_scale: String should match pattern"),
     ({"caption": "x", "audio_duration": 601}, "audio_duration: Input should be less than or equal to 600"),
+    ({"task": "complete", "complete_with": ["drums"]}, "audio: task 'complete' needs source audio"),
+    ({"task": "cover", "audio": stem(), "complete_with": ["drums"]}, "complete_with: only for complete, not 'cover'"),
+    ({"task": "complete", "audio": stem(), "complete_with": ["kazoo"]}, "complete_with.0: Input should be 'vocals'"),
+    ({"task": "complete", "audio": stem(), "complete_with": []}, "complete_with: List should have at least 1 item"),
+    ({"caption": "x", "lora_uri": "https://x/l.safetensors"}, "lora_uri: unknown field"),
 ]  # fmt: skip
 
 
