@@ -8,6 +8,7 @@ Redirects are followed by hand, each hop checked the same way.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import socket
 import time
@@ -16,7 +17,7 @@ from urllib.parse import urljoin, urlsplit
 
 import urllib3
 
-from shared.errors import InputError
+from shared.errors import InputError, ModelFilesError
 from shared.schemas import decode_base64_audio
 from shared.settings import Settings
 from shared.storage import check_s3_bucket, check_s3_key, open_s3_object
@@ -144,6 +145,33 @@ def fetch_artifact(uri: str, label: str, settings: Settings, max_bytes: int) -> 
         bucket, _, key = uri[5:].partition("/")
         return open_s3_object(settings.s3, bucket, key, label, max_bytes)
     raise InputError(f"{label}: must be a file://, https:// or s3:// URI")
+
+
+def artifact_name(uri: str, given: str | None) -> str:
+    """An operator artifact's name (its cache folder, and how results name it): the one given, else a digest."""
+    return given or hashlib.sha256(uri.encode()).hexdigest()[:16]
+
+
+def fetch_verified(
+    uri: str, variable: str, sha256: str | None, cache_file: Path, settings: Settings, max_bytes: int
+) -> Path:
+    """An operator's artifact (a LoRA) fetched once into `cache_file` and, when `sha256` is given, checked
+    against it (the ..._SHA256 variable beside `variable`). Any problem is a ModelFilesError naming the
+    variable: it becomes the answer of every job, and nothing unverified is used."""
+    if cache_file.is_file() and (sha256 is None or hashlib.sha256(cache_file.read_bytes()).hexdigest() == sha256):
+        return cache_file
+    try:
+        data = fetch_artifact(uri, variable, settings, max_bytes)
+    except InputError as exc:
+        raise ModelFilesError(str(exc)) from None
+    found = hashlib.sha256(data).hexdigest()
+    if sha256 is not None and found != sha256:
+        raise ModelFilesError(
+            f"{variable.removesuffix('_URI')}_SHA256: the file at {uri} has sha256 {found}, expected {sha256}; not used"
+        )
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    cache_file.write_bytes(data)
+    return cache_file
 
 
 def fetch_audio_bytes(source: str, field: str, settings: Settings) -> bytes:

@@ -11,6 +11,7 @@ reference plan shares one 16 GB GPU between models).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,10 +24,12 @@ from handlers.ace_step.schema import SAMPLE_RATE, TRACK_CAPTIONS, AceStepRequest
 from shared.adapter import JobContext, ModelAdapter, Prediction
 from shared.audio import Audio
 from shared.errors import InputError
+from shared.fetch import fetch_verified
 from shared.schemas import AudioLabel
-from shared.settings import Residency
+from shared.settings import Residency, Settings
 
 SOURCE = AudioLabel("audio")
+LORA_MAX_BYTES = 4 * 1024**3
 # Defaults per variant (ACE-Step 1.5's): turbo is guidance-distilled and made for 8 steps.
 STEPS = {"turbo": 8, "base": 50, "sft": 50}
 GUIDANCE = {"turbo": 1.0, "base": 7.0, "sft": 7.0}
@@ -44,6 +47,17 @@ def is_xl(transformer_config: Any) -> bool:
     """XL: a DiT wider than its condition encoder (2560 over 2048), which the transformer projects up."""
     width = getattr(transformer_config, "encoder_hidden_size", None)
     return width is not None and width != transformer_config.hidden_size
+
+
+def fetch_lora(config: AceStepConfig, settings: Settings) -> Path | None:
+    """The LoRA named by ACE_STEP_LORA_URI, fetched once into a local cache and checked by SHA-256."""
+    name = config.lora_name()
+    if config.lora_uri is None or name is None:
+        return None
+    cache_file = config.lora_cache_dir / name / "pytorch_lora_weights.safetensors"
+    return fetch_verified(
+        config.lora_uri, "ACE_STEP_LORA_URI", config.lora_sha256, cache_file, settings, LORA_MAX_BYTES
+    )
 
 
 def decode_tiles(latent_frames: int, vae: Any) -> int:
@@ -69,8 +83,21 @@ class AceStep(ModelAdapter[AceStepRequest, AceStepConfig]):
                 f"task: {request.task!r} is disabled on this endpoint (allowed: {', '.join(config.tasks)})"
             )
 
+    @classmethod
+    def prepare(cls, model_dir: Path, config: AceStepConfig, settings: Settings) -> None:
+        fetch_lora(config, settings)  # a wrong checksum or an unreachable LoRA is known before any job
+
     def setup(self) -> None:
         self.pipe = AceStepPipeline.from_pretrained(self.model_dir, dtype=self.dtype)
+        lora = fetch_lora(self.config, self.settings)
+        self.lora = None
+        if lora is not None:
+            # Fused into the transformer's weights, then its adapter layers dropped: inference runs at the
+            # base model's speed. A LoRA that matches none of the transformer's layers is refused.
+            self.pipe.load_lora_weights(str(lora.parent), weight_name=lora.name, adapter_name="operator")
+            self.pipe.fuse_lora(lora_scale=self.config.lora_scale)
+            self.pipe.unload_lora_weights()
+            self.lora = {"id": self.config.lora_name(), "scale": self.config.lora_scale}
         if self.residency is Residency.OFFLOAD and self.device.type == "cuda":
             self.pipe.enable_model_cpu_offload(device=self.device)  # weights wait in CPU memory
         else:
@@ -156,6 +183,7 @@ class AceStep(ModelAdapter[AceStepRequest, AceStepConfig]):
             {
                 "task": request.task,
                 "checkpoint": {"variant": self.variant, "xl": self.xl},
+                "lora": self.lora,
                 "steps_used": steps,
                 "guidance_scale_used": guidance_scale,
                 "decode_tiles": tiles,

@@ -110,3 +110,22 @@ CONTRACT = ContractCase(
     fuzz_locks={"audio_duration": 1.0, "steps": 2, "batch_size": 1},
     long_job_input={"caption": "a long song", "audio_duration": 60.0, "steps": 200},
 )
+
+
+def build_ace_step_lora(pipeline_folder: Path, target: Path, rank: int = 4) -> Path:
+    """A LoRA for a tiny pipeline's transformer (attention projections), in diffusers' LoRA format, with
+    random up-projections so that it changes the output; written to target/pytorch_lora_weights.safetensors."""
+    import torch
+    from diffusers import AceStepPipeline
+    from diffusers.models.transformers.ace_step_transformer import AceStepTransformer1DModel
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    transformer = AceStepTransformer1DModel.from_pretrained(pipeline_folder / "transformer")
+    transformer.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=["to_q", "to_k", "to_v"]))
+    with torch.no_grad():
+        for name, parameter in transformer.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(std=0.5)
+    AceStepPipeline.save_lora_weights(target, transformer_lora_layers=get_peft_model_state_dict(transformer))
+    return target / "pytorch_lora_weights.safetensors"

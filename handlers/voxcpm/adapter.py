@@ -8,7 +8,6 @@ none (zero-shot). All three become the library's prompt cache, so every mode run
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,7 +25,7 @@ from handlers.voxcpm.schema import VoxCPMRequest
 from shared.adapter import Attachment, JobContext, ModelAdapter, Prediction
 from shared.audio import Audio
 from shared.errors import InputError, ModelFilesError
-from shared.fetch import fetch_artifact
+from shared.fetch import fetch_verified
 from shared.progress import StreamFormat
 from shared.schemas import AudioLabel
 from shared.settings import Settings
@@ -37,31 +36,13 @@ LORA_MAX_BYTES = 2 * 1024**3
 PROMPT_AUDIO = AudioLabel("prompt_audio")
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def fetch_lora(config: VoxCPMConfig, settings: Settings) -> Path | None:
     """The LoRA named by VOXCPM_LORA_URI, fetched once into a local cache and checked by SHA-256."""
     name = config.lora_name()
     if config.lora_uri is None or name is None:
         return None
-    expected = config.lora_sha256
-    path = config.lora_cache_dir / name / "lora_weights.safetensors"
-    if path.is_file() and (expected is None or _sha256(path.read_bytes()) == expected):
-        return path
-    try:
-        data = fetch_artifact(config.lora_uri, "VOXCPM_LORA_URI", settings, LORA_MAX_BYTES)
-    except InputError as exc:
-        raise ModelFilesError(str(exc)) from None
-    found = _sha256(data)
-    if expected is not None and found != expected:
-        raise ModelFilesError(
-            f"VOXCPM_LORA_SHA256: the LoRA at {config.lora_uri} has sha256 {found}, expected {expected}; not used"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
+    cache_file = config.lora_cache_dir / name / "lora_weights.safetensors"
+    return fetch_verified(config.lora_uri, "VOXCPM_LORA_URI", config.lora_sha256, cache_file, settings, LORA_MAX_BYTES)
 
 
 def _lora_config(path: Path, alpha: int | None) -> LoRAConfig:

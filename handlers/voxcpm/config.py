@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
-from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import Field
 
-from shared.settings import ModelConfig
-
-Sha256 = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[0-9a-f]{64}$")]
-LoraId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+from shared.fetch import artifact_name
+from shared.settings import LoraId, ModelConfig, Sha256
 
 
 class VoxCPMConfig(ModelConfig):
@@ -35,6 +31,4 @@ class VoxCPMConfig(ModelConfig):
     )
 
     def lora_name(self) -> str | None:
-        if self.lora_uri is None:
-            return None
-        return self.lora_id or hashlib.sha256(self.lora_uri.encode()).hexdigest()[:16]
+        return None if self.lora_uri is None else artifact_name(self.lora_uri, self.lora_id)

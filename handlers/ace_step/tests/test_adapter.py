@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gc
+import hashlib
 import io
 import weakref
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 import soundfile
 
 from handlers.ace_step.adapter import AceStep
+from handlers.ace_step.config import AceStepConfig
+from handlers.ace_step.fixtures import build_ace_step_lora
 from scripts.build_tiny_models import build
 from shared.pipeline import Worker
 from shared.settings import Residency, Settings
@@ -152,3 +155,28 @@ def test_complete_adds_the_instruments_asked_for(tiny_volume, tmp_path):
     assert "error" not in result, result
     assert result["details"]["task"] == "complete"
     assert [(o["duration_seconds"], o["channels"]) for o in result["outputs"]] == [(2.0, 2)]
+
+
+def test_an_operator_lora_is_verified_applied_and_named(tiny_volume, tmp_path):
+    volume = tiny_volume.ensure("ace_step")
+    model_id = "tiny-random/acestep-v15-base-diffusers"
+    lora = build_ace_step_lora(volume / "ace_step" / model_id, tmp_path / "lora")
+    digest = hashlib.sha256(lora.read_bytes()).hexdigest()
+    job = {"caption": "x", "audio_duration": 1.0, "steps": 2, "seed": 3}
+
+    def run(**lora_settings) -> dict:
+        config = AceStepConfig(ACE_STEP_LORA_CACHE_DIR=str(tmp_path / "cache"), **lora_settings)
+        settings = Settings(volume_root=volume, model_id=model_id, output_dir=tmp_path / "out")
+        return Worker(AceStep, settings, config).run(
+            {"id": lora_settings.get("ACE_STEP_LORA_ID", "plain"), "input": job}
+        )
+
+    plain = run()
+    uri = f"file://{lora}"
+    applied = run(ACE_STEP_LORA_URI=uri, ACE_STEP_LORA_SHA256=digest, ACE_STEP_LORA_ID="tiny-style")
+    assert plain["details"]["lora"] is None
+    assert applied["details"]["lora"] == {"id": "tiny-style", "scale": 1.0}
+    heard = [soundfile.read(tmp_path / "out" / result["outputs"][0]["path"])[0] for result in (plain, applied)]
+    assert not np.allclose(heard[0], heard[1])  # the LoRA changes the song
+    wrong = run(ACE_STEP_LORA_URI=uri, ACE_STEP_LORA_SHA256="0" * 64, ACE_STEP_LORA_ID="other")
+    assert wrong["error"].startswith(f"ACE_STEP_LORA_SHA256: the file at {uri} has sha256 {digest}, expected 000")

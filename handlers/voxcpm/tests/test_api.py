@@ -179,7 +179,7 @@ def test_lora_with_a_wrong_checksum_is_refused(start_worker, s3_server, lora_fil
         **s3_server.env(),
     )
     error = lora_worker.error({"target_text": "x"})
-    assert error.startswith(f"VOXCPM_LORA_SHA256: the LoRA at file://{lora_file} has sha256 ")
+    assert error.startswith(f"VOXCPM_LORA_SHA256: the file at file://{lora_file} has sha256 ")
     assert error.endswith(f"expected {'0' * 64}; not used")
     assert "start-up failed" in lora_worker.logs()  # known before the first job
     assert lora_worker.error({"target_text": "y"}) == error
