@@ -49,7 +49,8 @@ def test_sequential_moves_each_model_to_the_gpu_for_its_phase_only(tiny_volume, 
     assert "error" not in result, result
     assert seen == {"generate": ({"cuda"}, {"cpu"}), "decode": ({"cpu"}, {"cuda"})}
     assert _devices(mula) == _devices(codec) == {"cpu"}
-    assert result["memory_mib"]["after_job"] < 1, result["memory_mib"]  # nothing left on the GPU
+    # Nothing of the models left on the GPU (cuBLAS keeps its workspace, a few MiB, through the allocator).
+    assert result["memory_mib"]["after_job"] < 64, result["memory_mib"]
     assert next(mula.parameters()).dtype == torch.bfloat16 and next(codec.parameters()).dtype == torch.float32
 
 
@@ -70,6 +71,6 @@ def test_full_size_gpu_memory_idle_and_peak(full_size_volume, tmp_path, residenc
     phases = {f"{phase['phase']}:{phase.get('part', '')}": phase["after_mib"] for phase in memory["phases"]}
     print(f"full size, {residency.value}: idle {idle:.0f} MiB, peak {memory['peak']:.0f} MiB, phases {phases}")
     if residency is Residency.SEQUENTIAL:
-        assert idle < 1 and memory["after_job"] < 1
+        assert idle < 64 and memory["after_job"] < 64
     else:
         assert idle > 6000  # HeartMuLa alone is ~7 GB in bfloat16
