@@ -19,6 +19,8 @@ SIZES = ("tiny", "bench")  # bench: large enough for generation to take seconds
 class TinyModel:
     model_id: str  # the MODEL_ID a worker is started with (tiny-random/...)
     build: Callable[[Path, str], None]  # (target folder, size) -> writes the checkpoint there
+    # False: a variant the worker's CONTRACT job does not fit (e.g. another phoneme set); its own tests cover it.
+    serves_contract: bool = True
 
     def model_id_for(self, size: str) -> str:
         return self.model_id.replace("tiny-random", f"{size}-random")

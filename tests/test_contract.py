@@ -22,7 +22,12 @@ from tests.support import download, job_result
 
 WORKERS = workers.worker_names()
 # Every tiny model of every worker (a worker's variants: checkpoints of other shapes or kinds) is served.
-SERVED = [(worker, tiny.model_id) for worker in WORKERS for tiny in workers.module(worker, "fixtures").TINY_MODELS]
+SERVED = [
+    (worker, tiny.model_id)
+    for worker in WORKERS
+    for tiny in workers.module(worker, "fixtures").TINY_MODELS
+    if tiny.serves_contract
+]
 
 
 def contract(worker: str) -> ContractCase:

@@ -15,7 +15,8 @@ from shared.testing import ContractCase, TinyModel
 
 TINY_MODELS = (
     TinyModel("tiny-random-bank", build_bank),
-    TinyModel("tiny-random-legacy", build_legacy_bank),
+    # Its phonemes carry no language prefix: the contract's job is for the multilingual bank.
+    TinyModel("tiny-random-legacy", build_legacy_bank, serves_contract=False),
 )
 
 _JOB = json.loads((Path(__file__).with_name("test_input.json")).read_text())["input"]
