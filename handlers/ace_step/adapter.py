@@ -51,10 +51,9 @@ def is_xl(transformer_config: Any) -> bool:
 
 def fetch_lora(config: AceStepConfig, settings: Settings) -> Path | None:
     """The LoRA named by ACE_STEP_LORA_URI, fetched once into a local cache and checked by SHA-256."""
-    name = config.lora_name()
-    if config.lora_uri is None or name is None:
+    if config.lora_uri is None:
         return None
-    cache_file = config.lora_cache_dir / name / "pytorch_lora_weights.safetensors"
+    cache_file = config.lora_cache_dir / config.lora_name() / "pytorch_lora_weights.safetensors"
     return fetch_verified(
         config.lora_uri, "ACE_STEP_LORA_URI", config.lora_sha256, cache_file, settings, LORA_MAX_BYTES
     )

@@ -38,10 +38,9 @@ PROMPT_AUDIO = AudioLabel("prompt_audio")
 
 def fetch_lora(config: VoxCPMConfig, settings: Settings) -> Path | None:
     """The LoRA named by VOXCPM_LORA_URI, fetched once into a local cache and checked by SHA-256."""
-    name = config.lora_name()
-    if config.lora_uri is None or name is None:
+    if config.lora_uri is None:
         return None
-    cache_file = config.lora_cache_dir / name / "lora_weights.safetensors"
+    cache_file = config.lora_cache_dir / config.lora_name() / "lora_weights.safetensors"
     return fetch_verified(config.lora_uri, "VOXCPM_LORA_URI", config.lora_sha256, cache_file, settings, LORA_MAX_BYTES)
 
 

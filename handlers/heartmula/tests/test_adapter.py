@@ -177,7 +177,6 @@ def test_decode_windows_follow_detokenize(frames, windows):
 def test_the_decoded_length_is_frames_at_12_5_per_second(tiny_volume, heartlib_pipeline):
     codes = torch.randint(0, 8192, (8, 5))
     assert heartlib_pipeline.codec.detokenize(codes).shape == (2, 5 * 3840)
-    assert np.isclose(48000 / 12.5, 3840)
 
 
 def test_a_song_ends_where_the_model_ends_it(tiny_volume, tmp_path):
