@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
@@ -24,11 +24,22 @@ ConfigT = TypeVar("ConfigT", bound=ModelConfig)
 class JobContext:
     """What the pipeline hands `predict` besides the request and its audio."""
 
-    seed: int  # already applied to the global generators; reported in the result
+    # Applied to the global generators before a lone `predict`; batching adapters seed a generator per job
+    # from it instead. Reported in the result.
+    seed: int
     progress: Progress
     stop: StopSignal  # call stop.step() at each natural step (or use its transformers/torch hooks)
     phases: PhaseLog  # the job's phases with the memory around each, reported under memory_mib.phases
     stream: AudioStream | None = None  # set when a generator handler serves this job
+
+
+@dataclass(frozen=True)
+class BatchItem(Generic[RequestT]):
+    """One job of a batch: what `predict` receives for it."""
+
+    request: RequestT
+    audio_inputs: dict[AudioLabel, Audio]
+    job: JobContext
 
 
 @dataclass(frozen=True)
@@ -117,6 +128,14 @@ class ModelAdapter(ABC, Generic[RequestT, ConfigT]):
     def check_request(cls, request: RequestT, config: ConfigT) -> None:
         """Rules that depend on the endpoint's configuration, checked before any model loads."""
 
+    @classmethod
+    def batch_key(cls, request: RequestT) -> Hashable | None:
+        """Requests with equal keys may be generated together by `predict_batch`; None: this one alone.
+
+        Adapters that batch return what must match (length, sampling settings); the rest never batch.
+        """
+        return None
+
     @abstractmethod
     def setup(self) -> None:
         """Load weights from `model_dir` onto `device` in `dtype`; called once per residency."""
@@ -129,3 +148,11 @@ class ModelAdapter(ABC, Generic[RequestT, ConfigT]):
     @abstractmethod
     def predict(self, request: RequestT, audio_inputs: dict[AudioLabel, Audio], job: JobContext) -> Prediction:
         """Generate the outputs; `audio_inputs` maps the labels of `request.input_audio()` to decoded audio."""
+
+    def predict_batch(self, items: list[BatchItem]) -> list[Prediction | Exception]:
+        """Several jobs whose `batch_key`s are equal, as one generation: one outcome per job, in order.
+
+        Each job keeps its own seed (the result equals the job run alone), progress and stop; a job's
+        own error or cancellation is its outcome and leaves the others running.
+        """
+        raise NotImplementedError(f"{self.name()} does not batch: its batch_key is None")

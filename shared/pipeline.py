@@ -10,10 +10,10 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -21,8 +21,9 @@ from loguru import logger
 
 from shared import audio as audio_codec
 from shared import memory, storage
-from shared.adapter import Attachment, JobContext, LoadTarget, ModelAdapter, Prediction
+from shared.adapter import Attachment, BatchItem, JobContext, LoadTarget, ModelAdapter, Prediction
 from shared.audio import Audio
+from shared.batching import MicroBatcher
 from shared.cuda import choose_device, host_facts
 from shared.errors import SettingsError, StorageError, WorkerError
 from shared.fetch import fetch_audio_bytes
@@ -59,11 +60,25 @@ class _Timer:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - started, 4)
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One job's validated work, as it waits in the micro-batcher."""
+
+    job_id: str
+    request: JobRequest
+    decoded: dict[AudioLabel, Audio]
+    context: JobContext
+    timer: _Timer
+
+
 class _Generated(NamedTuple):
     prediction: Prediction
     load_info: LoadInfo
+    memory_before: float
     memory_loaded: float
     memory_peak: float
+    batch_jobs: int  # jobs generated together with this one, itself included
+    batch_outputs: int
 
 
 class Worker:
@@ -95,8 +110,14 @@ class Worker:
         self.locked = self._check_locked(self.settings.locked_parameters)
         self.cache: ModelCache[ModelAdapter] = ModelCache(self._load_model, self.residency, self.runtime)
         self._prepared = False
-        # One generation at a time: a job cancelled by RunPod holds the model until its next step.
-        self._generating = threading.Lock()
+        # One generation at a time (a job cancelled by RunPod holds the model until its next step); with
+        # MAX_CONCURRENCY > 1, compatible jobs that arrive together generate as one batch.
+        self.batcher: MicroBatcher[_Job] = MicroBatcher(
+            self._generate_batch,
+            self.settings.batch_window_ms / 1000,
+            self.settings.max_concurrency,
+            self.settings.batch_max_outputs,
+        )
 
     def _check_locked(self, locked: dict[str, Any]) -> dict[str, Any]:
         fields = self.adapter_class.request_model.model_fields
@@ -191,11 +212,9 @@ class Worker:
                 for label, source in request.input_audio().items()
             }
         seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
-        with self._generating:
-            memory.reset_peak(self.runtime)
-            memory_before = memory.current_mib(self.runtime)
-            phases = memory.PhaseLog(self.runtime)
-            generated = self._generate(request, decoded, JobContext(seed, progress, stop, phases, stream), timer)
+        context = JobContext(seed, progress, stop, memory.PhaseLog(self.runtime), stream)
+        key = None if stream is not None else self.adapter_class.batch_key(request)
+        generated = self.batcher.submit(_Job(job_id, request, decoded, context, timer), key, request.output_count())
         prediction, load_info = generated.prediction, generated.load_info
         with timer.stage("encode"):
             encoded = [audio_codec.encode(audio, request.format, settings.mp3) for audio in prediction.outputs]
@@ -219,14 +238,16 @@ class Worker:
             "timings_s": timer.seconds,
             "memory_mib": {
                 "kind": memory.memory_kind(self.runtime),
-                "before_job": round(memory_before, 1),
+                "before_job": round(generated.memory_before, 1),
                 "after_load": round(generated.memory_loaded, 1),
                 "peak": round(generated.memory_peak, 1),
                 "after_job": round(memory.current_mib(self.runtime), 1),
             },
         }
-        if phases.records:
-            result["memory_mib"]["phases"] = phases.records
+        if context.phases.records:
+            result["memory_mib"]["phases"] = context.phases.records
+        if generated.batch_jobs > 1:
+            result["batch"] = {"jobs": generated.batch_jobs, "outputs": generated.batch_outputs}
         if prediction.details:
             result["details"] = prediction.details
         if self.locked:
@@ -270,24 +291,64 @@ class Worker:
         logger.info("result: {} bytes", size)
         return result
 
-    def _generate(
-        self, request: JobRequest, decoded: dict[AudioLabel, Audio], job: JobContext, timer: _Timer
-    ) -> _Generated:
-        """Load (cached), then predict, holding the model only as long as the prediction runs."""
+    def _generate_batch(self, jobs: list[_Job]) -> list[_Generated | BaseException]:
+        """Load (cached), then predict the jobs together, holding the model only while they run."""
+        memory.reset_peak(self.runtime)
+        memory_before = memory.current_mib(self.runtime)
         with self.cache.use() as (model, load_info):
-            timer.seconds["load"] = round(load_info.load_seconds, 4)
             memory_loaded = memory.current_mib(self.runtime)
-            audio_inputs = {
-                label: audio.resampled(model.input_sample_rate).with_channels(model.input_channels)
-                for label, audio in decoded.items()
-            }
-            self.runtime.seed(job.seed)
-            logger.info("generation started")
+            items = [
+                BatchItem(
+                    job.request,
+                    {
+                        label: audio.resampled(model.input_sample_rate).with_channels(model.input_channels)
+                        for label, audio in job.decoded.items()
+                    },
+                    job.context,
+                )
+                for job in jobs
+            ]
+            together = f" (a batch of {len(jobs)} jobs)" if len(jobs) > 1 else ""
+            for job in jobs:
+                job.timer.seconds["load"] = round(load_info.load_seconds, 4)
+                with logger.contextualize(job_id=job.job_id):
+                    logger.info("generation started{}", together)
+            started = time.perf_counter()
             try:
-                with timer.stage("generate"):
-                    prediction = model.predict(request, audio_inputs, job)
+                outcomes = self._predict(model, items)
             finally:
-                logger.info("generation ended after {} step(s)", job.stop.steps)
+                seconds = round(time.perf_counter() - started, 4)
+                for job in jobs:
+                    job.timer.seconds["generate"] = seconds
+                    with logger.contextualize(job_id=job.job_id):
+                        logger.info("generation ended after {} step(s)", job.context.stop.steps)
             memory_peak = memory.peak_mib(self.runtime)
             del model  # the cache must hold the last reference, or unloading after the job frees nothing
-        return _Generated(prediction, load_info, memory_loaded, memory_peak)
+        outputs = sum(job.request.output_count() for job in jobs)
+        return [
+            outcome
+            if isinstance(outcome, BaseException)
+            else _Generated(outcome, load_info, memory_before, memory_loaded, memory_peak, len(jobs), outputs)
+            for outcome in outcomes
+        ]
+
+    def _predict(self, model: ModelAdapter, items: list[BatchItem]) -> list[Prediction | BaseException]:
+        """One job: seeded and predicted alone. Several: the adapter's batch; a batch that fails as a whole
+        (not the GPU) is run again job by job, so the request that broke it fails alone."""
+        if len(items) > 1:
+            try:
+                return model.predict_batch(items)
+            except Exception as exc:
+                if self.runtime.is_device_fault(exc):
+                    raise
+                logger.warning("a batch of {} failed ({}): running its jobs one by one", len(items), exc)
+        outcomes: list[Prediction | BaseException] = []
+        for item in items:
+            self.runtime.seed(item.job.seed)
+            try:
+                outcomes.append(model.predict(item.request, item.audio_inputs, item.job))
+            except Exception as exc:
+                if len(items) == 1 or self.runtime.is_device_fault(exc):
+                    raise
+                outcomes.append(exc)
+        return outcomes

@@ -145,11 +145,14 @@ def serve(adapter_class: type[ModelAdapter]) -> None:
     if not os.environ.get("RUNPOD_WEBHOOK_GET_JOB") and "--rp_serve_api" not in sys.argv:
         test_input = Path(inspect.getfile(adapter_class)).with_name("test_input.json")
         sys.exit(_run_once(runner, streaming, test_input))
+    # The SDK asks before every job take how many jobs may run at once (it starts at 1).
+    concurrency = runner.settings.max_concurrency if isinstance(runner, Worker) else 1
+    config: dict[str, Any] = {"concurrency_modifier": lambda _current: concurrency}
     if not streaming:
-        runpod.serverless.start({"handler": job_handler(runner)})
-        return
-    # Not aggregated: the SDK would repeat every audio chunk in the job's output, which passes RunPod's
-    # payload limits after about a minute of audio and is then dropped. Clients read /stream.
-    config: dict[str, Any] = {"return_aggregate_stream": False}
-    config["handler"] = streaming_job_handler(runner, lambda: config.update(refresh_worker=True))
+        config["handler"] = job_handler(runner)
+    else:
+        # Not aggregated: the SDK would repeat every audio chunk in the job's output, which passes RunPod's
+        # payload limits after about a minute of audio and is then dropped. Clients read /stream.
+        config["return_aggregate_stream"] = False
+        config["handler"] = streaming_job_handler(runner, lambda: config.update(refresh_worker=True))
     runpod.serverless.start(config)

@@ -227,6 +227,23 @@ class Settings(EnvSettings):
         validation_alias="STREAM_AUDIO",
         description="a streaming deployment: audio chunks through /stream, the result as the last item",
     )
+    max_concurrency: int = Field(
+        1,
+        ge=1,
+        le=64,
+        validation_alias="MAX_CONCURRENCY",
+        description="jobs the worker takes from RunPod at once; compatible ones generate as one batch",
+    )
+    batch_window_ms: float = Field(
+        20.0,
+        ge=0,
+        le=10_000,
+        validation_alias="BATCH_WINDOW_MS",
+        description="how long a job waits for compatible jobs to batch with (MAX_CONCURRENCY > 1)",
+    )
+    batch_max_outputs: int = Field(
+        8, ge=1, le=64, validation_alias="BATCH_MAX_OUTPUTS", description="the most outputs one batch generates"
+    )
     s3: S3Settings = Field(default_factory=S3Settings, description="BUCKET_* and the S3 options")
     mp3: Mp3Settings = Field(default_factory=Mp3Settings, description="MP3_* encoder options")
 

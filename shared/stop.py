@@ -49,18 +49,42 @@ class StopSignal:
 
     def stopping_criteria(self) -> Any:
         """For transformers' `generate`: called after every decoding step."""
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
-
-        signal = self
-
-        class _StopOnCancel(StoppingCriteria):
-            def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-                signal.step()
-                return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-
-        return StoppingCriteriaList([_StopOnCancel()])
+        return BatchStop([self]).stopping_criteria()
 
     def before_each_call(self, module: Any) -> Any:
         """For a torch module that runs once per step: a forward pre-hook; remove the returned handle after."""
         return module.register_forward_pre_hook(lambda _module, _args: self.step())
+
+
+class BatchStop:
+    """The stops of a batch's jobs, for transformers' `generate`: a cancelled job drops out (its outcome is
+    its `JobCancelled`) while the others run on; the generation ends when every job is cancelled."""
+
+    def __init__(self, signals: list[StopSignal]) -> None:
+        self._signals = signals
+        self.cancelled: dict[int, JobCancelled] = {}  # job index -> how it was cancelled
+
+    def step(self) -> None:
+        """Count one step for every running job; raise the last cancellation once no job is left."""
+        for index, signal in enumerate(self._signals):
+            if index in self.cancelled:
+                continue
+            try:
+                signal.step()
+            except JobCancelled as exc:
+                self.cancelled[index] = exc
+                if len(self.cancelled) == len(self._signals):
+                    raise
+
+    def stopping_criteria(self) -> Any:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        batch = self
+
+        class _StopWhenAllCancelled(StoppingCriteria):
+            def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+                batch.step()
+                return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+        return StoppingCriteriaList([_StopWhenAllCancelled()])

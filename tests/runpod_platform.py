@@ -4,6 +4,8 @@ A worker started with `platform.env()` runs exactly as on RunPod: `runpod.server
 RUNPOD_WEBHOOK_GET_JOB, runs its fitness checks, starts the heartbeat and the JobScaler, and then:
 
 - takes jobs:      GET  /v2/job-take/<worker>?...&job_in_progress=0|1   -> a job {"id", "input"} or 204
+                   GET  /v2/job-take-batch/<worker>?...&batch_size=N   -> [up to N jobs] or 204 (the SDK's
+                        take when its concurrency_modifier allows more than one job at a time)
 - polls stops:     GET  /v2/job-stop/<worker>?...                       -> {"jobsToStop": [ids]} or 204
 - posts results:   POST /v2/job-done/<worker>/<job>?...&isStream=...    (also IN_PROGRESS progress updates)
 - posts streams:   POST /v2/job-stream/<worker>/<job>?...&isStream=...  (a generator handler's items)
@@ -26,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 POLL_SECONDS = 0.5  # how long a take or stop poll is held open when there is nothing to hand out
 
@@ -69,15 +71,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        path = urlsplit(self.path).path
-        if path.startswith("/v2/job-take/"):
+        parts = urlsplit(self.path)
+        path = parts.path
+        if path.startswith(("/v2/job-take/", "/v2/job-take-batch/")):
             try:
-                job = self.state.jobs.get(timeout=POLL_SECONDS)
+                jobs = [self.state.jobs.get(timeout=POLL_SECONDS)]
             except queue.Empty:
                 return self._no_content()
+            batch_size = int(parse_qs(parts.query).get("batch_size", ["1"])[0])
+            while len(jobs) < batch_size and not self.state.jobs.empty():
+                jobs.append(self.state.jobs.get_nowait())
             with self.state.lock:
-                self.state.taken.append(job["id"])
-            return self._send_json(job)
+                self.state.taken.extend(job["id"] for job in jobs)
+            return self._send_json(jobs if path.startswith("/v2/job-take-batch/") else jobs[0])
         if path.startswith("/v2/job-stop/"):
             try:
                 ids = [self.state.stops.get(timeout=POLL_SECONDS)]
@@ -134,10 +140,18 @@ class RunPodPlatform:
         }
 
     def submit(self, job_input: dict[str, Any]) -> str:
-        self._count += 1
-        job_id = f"job-{self._count}"
-        self.state.jobs.put({"id": job_id, "input": job_input})
-        return job_id
+        return self.submit_together([job_input])[0]
+
+    def submit_together(self, job_inputs: list[dict[str, Any]]) -> list[str]:
+        """Queue jobs at one instant: a worker taking several at a time gets them in one take."""
+        jobs = []
+        for job_input in job_inputs:
+            self._count += 1
+            jobs.append({"id": f"job-{self._count}", "input": job_input})
+        with self.state.jobs.mutex:  # one step, so a take in flight sees all of them or none
+            self.state.jobs.queue.extend(jobs)
+            self.state.jobs.not_empty.notify()
+        return [job["id"] for job in jobs]
 
     def stop(self, job_id: str) -> None:
         """What /cancel or an expired execution timeout does: the job's id on the stop channel."""

@@ -7,11 +7,13 @@ prompted with the last MUSICGEN_CONTEXT_SECONDS of audio so far, and only its ne
 from __future__ import annotations
 
 import json
+from collections.abc import Hashable
 from typing import ClassVar
 
 import numpy as np
 import torch
 from transformers import (
+    LogitsProcessorList,
     MusicgenForConditionalGeneration,
     MusicgenMelodyForConditionalGeneration,
     MusicgenMelodyProcessor,
@@ -20,11 +22,13 @@ from transformers import (
 
 from handlers.musicgen.catalog import CATALOG
 from handlers.musicgen.config import MusicGenConfig
+from handlers.musicgen.sampling import PerJobSampler, Sampling
 from handlers.musicgen.schema import MusicGenRequest
-from shared.adapter import JobContext, ModelAdapter, Prediction
+from shared.adapter import BatchItem, JobContext, ModelAdapter, Prediction
 from shared.audio import Audio
 from shared.errors import InputError
 from shared.schemas import AudioLabel
+from shared.stop import BatchStop, JobCancelled
 
 MELODY = AudioLabel("melody_audio")
 
@@ -49,7 +53,8 @@ class MusicGen(ModelAdapter[MusicGenRequest, MusicGenConfig]):
         self.frame_rate = int(audio_config.frame_rate)
         self.hop = self.sample_rate // self.frame_rate
         # The codebook delay pattern spends this many steps before the last codebook's first frame.
-        self.delay_steps = self.model.decoder.config.num_codebooks // self.channels - 1
+        self.codebooks = int(self.model.decoder.config.num_codebooks)  # decoder rows per prompt
+        self.delay_steps = self.codebooks // self.channels - 1
         self.window_frames = round(self.config.window_seconds * self.frame_rate)
         self.context_frames = round(self.config.context_seconds * self.frame_rate)
 
@@ -57,33 +62,89 @@ class MusicGen(ModelAdapter[MusicGenRequest, MusicGenConfig]):
     def input_sample_rate(self) -> int:
         return int(self.processor.feature_extractor.sampling_rate)
 
+    @classmethod
+    def batch_key(cls, request: MusicGenRequest) -> Hashable | None:
+        """Text-only requests of one length and one sampling batch; a melody request runs alone."""
+        if request.melody_audio is not None:
+            return None
+        return (request.duration, request.guidance_scale, request.temperature, request.top_k, request.top_p)
+
     def predict(self, request: MusicGenRequest, audio_inputs: dict[AudioLabel, Audio], job: JobContext) -> Prediction:
-        melody = audio_inputs.get(MELODY)
+        (outcome,) = self.predict_batch([BatchItem(request, audio_inputs, job)])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def predict_batch(self, items: list[BatchItem]) -> list[Prediction | Exception]:
+        outcomes: list[Prediction | Exception | None] = [None] * len(items)
+        for index, item in enumerate(items):
+            try:
+                self._check(item.request, item.audio_inputs.get(MELODY))
+            except InputError as exc:
+                outcomes[index] = exc
+        running = [(index, item) for index, item in enumerate(items) if outcomes[index] is None]
+        if running:
+            songs = self._generate([item for _, item in running])
+            for (index, _), song in zip(running, songs, strict=True):
+                outcomes[index] = song
+        return outcomes  # type: ignore[return-value]  # every slot is filled
+
+    def _check(self, request: MusicGenRequest, melody: Audio | None) -> None:
         if melody is not None and not self.is_melody:
             raise InputError(f"melody_audio: {self.model_id} is not a melody checkpoint; omit melody_audio")
-        total_frames = max(1, round(request.duration * self.frame_rate))
-        if self.is_melody and total_frames > self.window_frames:
+        if self.is_melody and self._frames(request) > self.window_frames:
             raise InputError(
                 f"duration: melody checkpoints generate one window, at most {self.window_frames / self.frame_rate:g} s"
             )
+
+    def _frames(self, request: MusicGenRequest) -> int:
+        return max(1, round(request.duration * self.frame_rate))
+
+    def _generate(self, items: list[BatchItem]) -> list[Prediction | Exception]:
+        """Jobs of one batch key, window by window: one row per prompt, each job sampled from its own seed."""
+        request = items[0].request  # length and sampling are the batch key: the same for every job
+        total_frames = self._frames(request)
+        sampling = Sampling(request.guidance_scale, request.temperature, request.top_k, request.top_p)
+        rows = [
+            (len(item.request.prompt) * self.codebooks, torch.Generator(self.device).manual_seed(item.job.seed))
+            for item in items
+        ]
+        prompts = [prompt for item in items for prompt in item.request.prompt]
+        melodies = [item.audio_inputs.get(MELODY) for item in items for _ in item.request.prompt]
+        stop = BatchStop([item.job.stop for item in items])
         pieces: list[np.ndarray] = []
         done = 0
-        while done < total_frames:
-            context = np.concatenate(pieces, axis=-1)[..., -self.context_frames * self.hop :] if pieces else None
-            budget = self.window_frames - (self.context_frames if context is not None else 0)
-            frames = min(budget, total_frames - done)
-            pieces.append(self._generate_window(request, frames, context, melody, job))
-            done += frames
-            job.progress("generating", done / total_frames)
-        waveforms = np.concatenate(pieces, axis=-1)  # (batch, channels, samples)
-        return Prediction([Audio(np.ascontiguousarray(waveform.T), self.sample_rate) for waveform in waveforms])
+        try:
+            while done < total_frames:
+                context = np.concatenate(pieces, axis=-1)[..., -self.context_frames * self.hop :] if pieces else None
+                budget = self.window_frames - (self.context_frames if context is not None else 0)
+                frames = min(budget, total_frames - done)
+                window = self._generate_window(prompts, frames, context, melodies, PerJobSampler(sampling, rows), stop)
+                pieces.append(window)
+                done += frames
+                for item in items:
+                    item.job.progress("generating", done / total_frames)
+        except JobCancelled:  # raised once every job of the batch is cancelled
+            return [stop.cancelled[index] for index in range(len(items))]
+        waveforms = iter(np.concatenate(pieces, axis=-1))  # (rows, channels, samples)
+        songs = [
+            Prediction([Audio(np.ascontiguousarray(next(waveforms).T), self.sample_rate) for _ in item.request.prompt])
+            for item in items
+        ]
+        return [stop.cancelled.get(index, song) for index, song in enumerate(songs)]
 
     def _generate_window(
-        self, request: MusicGenRequest, frames: int, context: np.ndarray | None, melody: Audio | None, job: JobContext
+        self,
+        prompts: list[str],
+        frames: int,
+        context: np.ndarray | None,
+        melodies: list[Audio | None],
+        sampler: PerJobSampler,
+        stop: BatchStop,
     ) -> np.ndarray:
-        prompts = request.prompt
         processor_args: dict = {"text": prompts, "padding": True, "return_tensors": "pt"}
-        if melody is not None:
+        if melodies[0] is not None:  # melody requests run alone: every row has the same melody
+            melody = melodies[0]
             processor_args |= {"audio": [melody.samples[:, 0]] * len(prompts), "sampling_rate": melody.sample_rate}
         elif context is not None:
             # A continuation is prompted with the audio so far; EnCodec re-encodes it into codes.
@@ -97,12 +158,13 @@ class MusicGen(ModelAdapter[MusicGenRequest, MusicGenConfig]):
             generated = self.model.generate(
                 **inputs,
                 max_new_tokens=frames + self.delay_steps,
-                do_sample=True,
-                guidance_scale=request.guidance_scale,
-                temperature=request.temperature,
-                top_k=request.top_k,
-                top_p=request.top_p if request.top_p > 0 else None,
-                stopping_criteria=job.stop.stopping_criteria(),  # a cancelled job ends at the next step
+                do_sample=False,  # the sampler below draws each token; generate takes its one choice
+                temperature=None,
+                top_k=None,
+                top_p=None,
+                guidance_scale=sampler.guidance_scale,
+                logits_processor=LogitsProcessorList([sampler]),
+                stopping_criteria=stop.stopping_criteria(),  # a cancelled job drops out at the next step
             )
         prompt_samples = 0 if context is None else context.shape[-1]
         waveform = generated[..., prompt_samples : prompt_samples + frames * self.hop]
