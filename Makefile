@@ -21,7 +21,8 @@ STRIP_TORCHAUDIO_EXTENSION = rm -f "$$($(PY) -c 'import importlib.util as u, pat
 
 .DEFAULT_GOAL := help
 # demo-<worker> and serve-<worker> are pattern rules: GNU make skips pattern rules for .PHONY targets.
-.PHONY: help venv tiny-models demo serve test test-unit test-gpu lock image image-check lint benchmark clean
+.PHONY: help venv tiny-models demo serve test test-unit test-gpu lock image image-check lint benchmark \
+	benchmark-batching benchmark-cold-start clean
 
 help: ## list the targets
 	@grep -E '^[a-z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -86,6 +87,12 @@ lint: $(VENV)/.installed ## ruff
 
 benchmark: $(VENV)/.installed ## worker vs bare-library ratios on bench-size random models, every worker
 	for worker in $(WORKERS); do $(PY) scripts/benchmark.py $$worker || exit 1; done
+
+benchmark-batching: $(VENV)/.installed ## benchmark-batching [WORKER=<worker>]: 8 concurrent jobs batched vs one by one
+	$(PY) scripts/benchmark_batching.py $(or $(WORKER),$(DEFAULT_WORKER))
+
+benchmark-cold-start: $(VENV)/.installed ## benchmark-cold-start [WORKER=<worker>]: fresh worker to first result vs a bare script
+	$(PY) scripts/benchmark_cold_start.py $(or $(WORKER),$(DEFAULT_WORKER))
 
 clean: ## remove the venv, the tiny volume and local outputs
 	rm -rf $(VENV) $(VOLUME) outputs

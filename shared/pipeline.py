@@ -147,11 +147,13 @@ class Worker:
         return model_dir
 
     def start(self) -> None:
-        """Start-up: check the volume under every residency; load now unless unloaded after each job."""
-        self.check_volume()
-        if self.residency is not Residency.UNLOAD:
-            with self.cache.use():
-                pass
+        """Start-up: check the volume under every residency (the load checks it); load now unless unloaded
+        after each job."""
+        if self.residency is Residency.UNLOAD:
+            self.check_volume()
+            return
+        with self.cache.use():
+            pass
 
     def _load_model(self) -> ModelAdapter:
         model_dir = self.check_volume()

@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-import runpod
 from loguru import logger
 
 from shared import audio as audio_codec
@@ -41,6 +40,8 @@ class Progress:
         now = time.monotonic()
         if self._on_runpod and (new_stage or now - self._last_sent >= _PROGRESS_INTERVAL_S):
             self._last_sent = now
+            import runpod  # only on RunPod, where the SDK is loaded: one-shot runs never import it
+
             runpod.serverless.progress_update(self._job, update)
 
 

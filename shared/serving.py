@@ -6,15 +6,16 @@ Every worker's entry point is `python -m handlers.<model>`, which calls `serve` 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 import json
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
-import runpod
 from loguru import logger
 
 from shared.adapter import ModelAdapter
@@ -140,11 +141,18 @@ def serve(adapter_class: type[ModelAdapter]) -> None:
     worker runs one job (see `_run_once`) and exits 0, or 1 if the job failed.
     """
     configure_logging()
-    runner = start_worker(adapter_class)
-    streaming = isinstance(runner, Worker) and runner.settings.stream_audio
     if not os.environ.get("RUNPOD_WEBHOOK_GET_JOB") and "--rp_serve_api" not in sys.argv:
+        runner = start_worker(adapter_class)
+        streaming = isinstance(runner, Worker) and runner.settings.stream_audio
         test_input = Path(inspect.getfile(adapter_class)).with_name("test_input.json")
         sys.exit(_run_once(runner, streaming, test_input))
+    # Importing the SDK takes about 1.5 s (its debugger module waits on a child process that reads the
+    # CPU's name): done while the model loads rather than before, and not at all for a one-shot run.
+    with ThreadPoolExecutor(1, thread_name_prefix="sdk-import") as pool:
+        sdk = pool.submit(importlib.import_module, "runpod")
+        runner = start_worker(adapter_class)
+        runpod = sdk.result()
+    streaming = isinstance(runner, Worker) and runner.settings.stream_audio
     # The SDK asks before every job take how many jobs may run at once (it starts at 1).
     concurrency = runner.settings.max_concurrency if isinstance(runner, Worker) else 1
     config: dict[str, Any] = {"concurrency_modifier": lambda _current: concurrency}
