@@ -35,7 +35,8 @@ class Progress:
         new_stage = stage != self._stage
         update = {"stage": stage} if fraction is None else {"stage": stage, "progress": round(fraction, 3)}
         if new_stage or fraction is None or self._logged is None or fraction - self._logged >= 0.01 or fraction == 1:
-            logger.info("progress: {}", update)
+            # Bound: a batch reports every job's progress from one thread.
+            logger.bind(job_id=str(self._job.get("id") or "local")).info("progress: {}", update)
             self._stage, self._logged = stage, fraction
         now = time.monotonic()
         if self._on_runpod and (new_stage or now - self._last_sent >= _PROGRESS_INTERVAL_S):
