@@ -10,7 +10,9 @@ reference plan shares one 16 GB GPU between models).
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,18 +23,23 @@ from diffusers import AceStepPipeline
 from handlers.ace_step.catalog import CATALOG
 from handlers.ace_step.config import AceStepConfig
 from handlers.ace_step.schema import SAMPLE_RATE, TRACK_CAPTIONS, AceStepRequest
-from shared.adapter import JobContext, ModelAdapter, Prediction
+from shared.adapter import BatchItem, JobContext, ModelAdapter, Prediction
 from shared.audio import Audio
 from shared.errors import InputError
 from shared.fetch import fetch_verified
-from shared.schemas import AudioLabel
+from shared.schemas import AudioLabel, JobRequest
 from shared.settings import Residency, Settings
+from shared.stop import BatchStop, JobCancelled
 
 SOURCE = AudioLabel("audio")
 LORA_MAX_BYTES = 4 * 1024**3
 # Defaults per variant (ACE-Step 1.5's): turbo is guidance-distilled and made for 8 steps.
 STEPS = {"turbo": 8, "base": 50, "sft": 50}
 GUIDANCE = {"turbo": 1.0, "base": 7.0, "sft": 7.0}
+# Request fields that may differ between the jobs of one batch: the candidates, the output options and the
+# seed. Not the caption or lyrics: the pipeline pads them to the longest in its batch and encodes them without
+# a mask, so a padded caption changes its song (measured on the tiny model: up to 0.002 apart).
+_PER_JOB_FIELDS = {"batch_size"} | set(JobRequest.model_fields)
 
 
 def checkpoint_variant(transformer_config: Any) -> str:
@@ -112,43 +119,92 @@ class AceStep(ModelAdapter[AceStepRequest, AceStepConfig]):
     def input_sample_rate(self) -> int:
         return SAMPLE_RATE
 
+    @classmethod
+    def batch_key(cls, request: AceStepRequest) -> Hashable | None:
+        """text2music requests that differ only in their seed and candidates share one pipeline call (takes of
+        one song, from several callers or one)."""
+        if request.task != "text2music":
+            return None
+        return json.dumps(request.model_dump(mode="json", exclude=_PER_JOB_FIELDS), sort_keys=True)
+
     def predict(self, request: AceStepRequest, audio_inputs: dict[AudioLabel, Audio], job: JobContext) -> Prediction:
+        (outcome,) = self.predict_batch([BatchItem(request, audio_inputs, job)])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def predict_batch(self, items: list[BatchItem]) -> list[Prediction | Exception]:
+        outcomes: list[Prediction | Exception | None] = [None] * len(items)
+        for index, item in enumerate(items):
+            try:
+                self._check(item.request, item.audio_inputs.get(SOURCE))
+            except InputError as exc:
+                outcomes[index] = exc
+        running = [(index, item) for index, item in enumerate(items) if outcomes[index] is None]
+        if running:
+            for (index, _), outcome in zip(running, self._generate([item for _, item in running]), strict=True):
+                outcomes[index] = outcome
+        return outcomes  # type: ignore[return-value]  # every slot is filled
+
+    def _duration(self, request: AceStepRequest, source: Audio | None) -> float:
+        return request.audio_duration or (source.duration if source is not None else 30.0)
+
+    def _check(self, request: AceStepRequest, source: Audio | None) -> None:
         if request.task == "cover" and self.pipe.audio_tokenizer is None:
             raise InputError(
                 f"task: 'cover' needs audio_tokenizer/ and audio_token_detokenizer/ in {self.model_dir}, "
                 "which this checkpoint lacks"
             )
-        source = audio_inputs.get(SOURCE)
-        duration = request.audio_duration or (source.duration if source is not None else 30.0)
+        duration = self._duration(request, source)
         if request.repainting_end is not None and request.repainting_end > duration:
             raise InputError(
                 f"repainting_end: {request.repainting_end:g} s is past the end of the audio ({duration:g} s)"
             )
-        caption = request.caption or TRACK_CAPTIONS.get(request.track_type or "", "")
         if self.variant == "turbo" and (request.guidance_scale or 1.0) > 1.0:
             raise InputError(
                 f"guidance_scale: {request.guidance_scale:g} on a turbo checkpoint, which is guidance-distilled; "
                 "leave it unset or 1"
             )
+
+    def _generate(self, items: list[BatchItem]) -> list[Prediction | Exception]:
+        """Jobs of one batch key in one pipeline call: each job's candidates drawn from its own generator."""
+        request, source = items[0].request, items[0].audio_inputs.get(SOURCE)  # the rest match (batch key)
+        duration = self._duration(request, source)
+        captions = [item.request.caption or TRACK_CAPTIONS.get(item.request.track_type or "", "") for item in items]
         steps = request.steps or STEPS[self.variant]
         guidance_scale = request.guidance_scale or GUIDANCE[self.variant]
+        candidates = sum(item.request.batch_size for item in items)
         tiles = decode_tiles(math.ceil(duration * self.pipe.latents_per_second), self.pipe.vae)
+        stop = BatchStop([item.job.stop for item in items])
         decoded = 0
 
         def report_step(pipe, step: int, timestep, tensors: dict) -> dict:
-            job.progress("denoising", (step + 1) / steps)
-            job.stop.step()  # a cancelled job ends here, between two diffusion steps
+            for item in items:
+                item.job.progress("denoising", (step + 1) / steps)
+            stop.step()  # a cancelled job drops out here, between two diffusion steps
             return {}
 
         def report_tile(_module, _args) -> None:
             nonlocal decoded
-            job.stop.step()  # and here, between two decoding tiles
-            job.progress("decoding", decoded / (tiles * request.batch_size))
+            stop.step()  # and here, between two decoding tiles
+            for item in items:
+                item.job.progress("decoding", decoded / (tiles * candidates))
             decoded += 1
 
+        texts = [
+            (caption, item.request.lyrics)
+            for item, caption in zip(items, captions, strict=True)
+            for _ in range(item.request.batch_size)
+        ]
+        # One generator per job, drawn once per candidate in order: the same noise alone or in any batch.
+        generators = []
+        for item in items:
+            generator = torch.Generator(self.device).manual_seed(item.job.seed)
+            generators += [generator] * item.request.batch_size
         arguments: dict[str, Any] = {
-            "prompt": [caption] * request.batch_size,
-            "lyrics": [request.lyrics] * request.batch_size,
+            "prompt": [caption for caption, _ in texts],
+            "lyrics": [lyrics for _, lyrics in texts],
+            "generator": generators,
             "audio_duration": duration,
             "num_inference_steps": steps,
             "guidance_scale": guidance_scale,
@@ -167,28 +223,34 @@ class AceStep(ModelAdapter[AceStepRequest, AceStepConfig]):
         hook = self.pipe.vae.decoder.register_forward_pre_hook(report_tile)
         try:
             with torch.inference_mode():
-                audios = self.pipe(**arguments).audios  # (batch, 2, frames)
+                audios = self.pipe(**arguments).audios  # (candidates, 2, frames)
+        except JobCancelled:  # raised once every job of the batch is cancelled
+            return [stop.cancelled[index] for index in range(len(items))]
         finally:
             hook.remove()
-        job.progress("decoding", 1.0)
         # The pipeline decodes whole latent frames (1920 samples each); the song is as long as asked.
         samples = round(duration * SAMPLE_RATE)
-        outputs = [
+        songs = iter(
             Audio(np.ascontiguousarray(candidate[:, :samples].float().cpu().numpy().T), SAMPLE_RATE)
             for candidate in audios
-        ]
-        return Prediction(
-            outputs,
-            {
-                "task": request.task,
-                "checkpoint": {"variant": self.variant, "xl": self.xl},
-                "lora": self.lora,
-                "steps_used": steps,
-                "guidance_scale_used": guidance_scale,
-                "decode_tiles": tiles,
-                "caption_used": caption,
-                "audio_duration_used": round(duration, 4),
-                "source_duration_seconds": round(source.duration, 4) if source is not None else None,
-                "residency": self.residency.value,
-            },
         )
+        details = {
+            "task": request.task,
+            "checkpoint": {"variant": self.variant, "xl": self.xl},
+            "lora": self.lora,
+            "steps_used": steps,
+            "guidance_scale_used": guidance_scale,
+            "decode_tiles": tiles,
+            "audio_duration_used": round(duration, 4),
+            "source_duration_seconds": round(source.duration, 4) if source is not None else None,
+            "residency": self.residency.value,
+        }
+        outcomes: list[Prediction | Exception] = []
+        for index, (item, caption) in enumerate(zip(items, captions, strict=True)):
+            outputs = [next(songs) for _ in range(item.request.batch_size)]
+            if index in stop.cancelled:
+                outcomes.append(stop.cancelled[index])
+                continue
+            item.job.progress("decoding", 1.0)
+            outcomes.append(Prediction(outputs, details | {"caption_used": caption}))
+        return outcomes
