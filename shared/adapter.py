@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 from shared.audio import Audio
+from shared.errors import InputError
 from shared.memory import PhaseLog
 from shared.progress import AudioStream, Progress
 from shared.schemas import AudioLabel, JobRequest
@@ -156,3 +157,35 @@ class ModelAdapter(ABC, Generic[RequestT, ConfigT]):
         own error or cancellation is its outcome and leaves the others running.
         """
         raise NotImplementedError(f"{self.name()} does not batch: its batch_key is None")
+
+
+class BatchingAdapter(ModelAdapter[RequestT, ConfigT]):
+    """A model whose jobs can generate together. `predict` is a batch of one, so a job runs the same code
+    alone and batched: each job is checked (`check_job`), then the jobs that pass generate in one call."""
+
+    @abstractmethod
+    def check_job(self, item: BatchItem) -> None:
+        """Raise InputError for a job this loaded model refuses (it fails alone; its batch runs on)."""
+
+    @abstractmethod
+    def generate_batch(self, items: list[BatchItem]) -> list[Prediction | Exception]:
+        """Jobs of one batch key in one generation: one outcome per job (its prediction or its cancellation)."""
+
+    def predict(self, request: RequestT, audio_inputs: dict[AudioLabel, Audio], job: JobContext) -> Prediction:
+        (outcome,) = self.predict_batch([BatchItem(request, audio_inputs, job)])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def predict_batch(self, items: list[BatchItem]) -> list[Prediction | Exception]:
+        outcomes: dict[int, Prediction | Exception] = {}
+        for index, item in enumerate(items):
+            try:
+                self.check_job(item)
+            except InputError as exc:
+                outcomes[index] = exc
+        running = [index for index in range(len(items)) if index not in outcomes]
+        if running:
+            generated = self.generate_batch([items[index] for index in running])
+            outcomes |= dict(zip(running, generated, strict=True))
+        return [outcomes[index] for index in range(len(items))]

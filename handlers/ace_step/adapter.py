@@ -23,7 +23,7 @@ from diffusers import AceStepPipeline
 from handlers.ace_step.catalog import CATALOG
 from handlers.ace_step.config import AceStepConfig
 from handlers.ace_step.schema import SAMPLE_RATE, TRACK_CAPTIONS, AceStepRequest
-from shared.adapter import BatchItem, JobContext, ModelAdapter, Prediction
+from shared.adapter import BatchingAdapter, BatchItem, Prediction
 from shared.audio import Audio
 from shared.errors import InputError
 from shared.fetch import fetch_verified
@@ -73,7 +73,7 @@ def decode_tiles(latent_frames: int, vae: Any) -> int:
     return math.ceil(latent_frames / (vae.tile_latent_min_length - 2 * vae.tile_latent_overlap))
 
 
-class AceStep(ModelAdapter[AceStepRequest, AceStepConfig]):
+class AceStep(BatchingAdapter[AceStepRequest, AceStepConfig]):
     catalog = CATALOG
     request_model = AceStepRequest
     config_model = AceStepConfig
@@ -127,29 +127,11 @@ class AceStep(ModelAdapter[AceStepRequest, AceStepConfig]):
             return None
         return json.dumps(request.model_dump(mode="json", exclude=_PER_JOB_FIELDS), sort_keys=True)
 
-    def predict(self, request: AceStepRequest, audio_inputs: dict[AudioLabel, Audio], job: JobContext) -> Prediction:
-        (outcome,) = self.predict_batch([BatchItem(request, audio_inputs, job)])
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
-    def predict_batch(self, items: list[BatchItem]) -> list[Prediction | Exception]:
-        outcomes: list[Prediction | Exception | None] = [None] * len(items)
-        for index, item in enumerate(items):
-            try:
-                self._check(item.request, item.audio_inputs.get(SOURCE))
-            except InputError as exc:
-                outcomes[index] = exc
-        running = [(index, item) for index, item in enumerate(items) if outcomes[index] is None]
-        if running:
-            for (index, _), outcome in zip(running, self._generate([item for _, item in running]), strict=True):
-                outcomes[index] = outcome
-        return outcomes  # type: ignore[return-value]  # every slot is filled
-
     def _duration(self, request: AceStepRequest, source: Audio | None) -> float:
         return request.audio_duration or (source.duration if source is not None else 30.0)
 
-    def _check(self, request: AceStepRequest, source: Audio | None) -> None:
+    def check_job(self, item: BatchItem) -> None:
+        request, source = item.request, item.audio_inputs.get(SOURCE)
         if request.task == "cover" and self.pipe.audio_tokenizer is None:
             raise InputError(
                 f"task: 'cover' needs audio_tokenizer/ and audio_token_detokenizer/ in {self.model_dir}, "
@@ -166,7 +148,7 @@ class AceStep(ModelAdapter[AceStepRequest, AceStepConfig]):
                 "leave it unset or 1"
             )
 
-    def _generate(self, items: list[BatchItem]) -> list[Prediction | Exception]:
+    def generate_batch(self, items: list[BatchItem]) -> list[Prediction | Exception]:
         """Jobs of one batch key in one pipeline call: each job's candidates drawn from its own generator."""
         request, source = items[0].request, items[0].audio_inputs.get(SOURCE)  # the rest match (batch key)
         duration = self._duration(request, source)

@@ -24,7 +24,7 @@ from handlers.musicgen.catalog import CATALOG
 from handlers.musicgen.config import MusicGenConfig
 from handlers.musicgen.sampling import PerJobSampler, Sampling
 from handlers.musicgen.schema import MusicGenRequest
-from shared.adapter import BatchItem, JobContext, ModelAdapter, Prediction
+from shared.adapter import BatchingAdapter, BatchItem, Prediction
 from shared.audio import Audio
 from shared.errors import InputError
 from shared.schemas import AudioLabel
@@ -33,7 +33,7 @@ from shared.stop import BatchStop, JobCancelled
 MELODY = AudioLabel("melody_audio")
 
 
-class MusicGen(ModelAdapter[MusicGenRequest, MusicGenConfig]):
+class MusicGen(BatchingAdapter[MusicGenRequest, MusicGenConfig]):
     catalog = CATALOG
     request_model = MusicGenRequest
     config_model = MusicGenConfig
@@ -69,27 +69,8 @@ class MusicGen(ModelAdapter[MusicGenRequest, MusicGenConfig]):
             return None
         return (request.duration, request.guidance_scale, request.temperature, request.top_k, request.top_p)
 
-    def predict(self, request: MusicGenRequest, audio_inputs: dict[AudioLabel, Audio], job: JobContext) -> Prediction:
-        (outcome,) = self.predict_batch([BatchItem(request, audio_inputs, job)])
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
-    def predict_batch(self, items: list[BatchItem]) -> list[Prediction | Exception]:
-        outcomes: list[Prediction | Exception | None] = [None] * len(items)
-        for index, item in enumerate(items):
-            try:
-                self._check(item.request, item.audio_inputs.get(MELODY))
-            except InputError as exc:
-                outcomes[index] = exc
-        running = [(index, item) for index, item in enumerate(items) if outcomes[index] is None]
-        if running:
-            songs = self._generate([item for _, item in running])
-            for (index, _), song in zip(running, songs, strict=True):
-                outcomes[index] = song
-        return outcomes  # type: ignore[return-value]  # every slot is filled
-
-    def _check(self, request: MusicGenRequest, melody: Audio | None) -> None:
+    def check_job(self, item: BatchItem) -> None:
+        request, melody = item.request, item.audio_inputs.get(MELODY)
         if melody is not None and not self.is_melody:
             raise InputError(f"melody_audio: {self.model_id} is not a melody checkpoint; omit melody_audio")
         if self.is_melody and self._frames(request) > self.window_frames:
@@ -100,7 +81,7 @@ class MusicGen(ModelAdapter[MusicGenRequest, MusicGenConfig]):
     def _frames(self, request: MusicGenRequest) -> int:
         return max(1, round(request.duration * self.frame_rate))
 
-    def _generate(self, items: list[BatchItem]) -> list[Prediction | Exception]:
+    def generate_batch(self, items: list[BatchItem]) -> list[Prediction | Exception]:
         """Jobs of one batch key, window by window: one row per prompt, each job sampled from its own seed."""
         request = items[0].request  # length and sampling are the batch key: the same for every job
         total_frames = self._frames(request)
