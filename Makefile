@@ -31,7 +31,8 @@ help: ## list the targets
 # Packages PyPI lacks (handlers/*/requirements-git.txt) come from this folder when it holds their wheels.
 LOCAL_WHEELS ?= $(wildcard ../shared/wheels)
 
-$(VENV)/.installed: shared/requirements.txt shared/constraints.txt handlers/*/requirements*.txt requirements-dev.txt
+$(VENV)/.installed: shared/requirements.txt shared/constraints.txt handlers/*/requirements*.txt requirements-dev.txt \
+		pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(INSTALL) -r shared/requirements.txt $(foreach worker,$(WORKERS),-r handlers/$(worker)/requirements.txt) \
@@ -40,6 +41,7 @@ $(VENV)/.installed: shared/requirements.txt shared/constraints.txt handlers/*/re
 	for file in $(wildcard handlers/*/requirements-git.txt); do \
 		PIP="$(PY) -m pip" sh dockerfiles/install_unpublished.sh $$file $(LOCAL_WHEELS) || exit 1; done
 	$(STRIP_TORCHAUDIO_EXTENSION)
+	$(PY) -m pip install -q --no-deps -e .  # the audio-client command (audio_client/)
 	touch $@
 
 venv: $(VENV)/.installed ## create the virtual environment with every worker's pinned dependencies
