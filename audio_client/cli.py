@@ -5,6 +5,7 @@
     audio-client status musicgen <job id>
     audio-client wait musicgen <job id> [--out DIR]
     audio-client cancel musicgen <job id>
+    audio-client stream voxcpm --set target_text="Hello" --to hello.wav   (a STREAM_AUDIO=1 deployment)
 
 Targets: see audio_client/routing.py (AUDIO_CLIENT_<WORKER>, or a config file; RUNPOD_API_KEY).
 
@@ -22,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from audio_client.files import INLINE_INPUT_MAX_BYTES, Bucket, attach_file, save_outputs
+from audio_client.files import INLINE_INPUT_MAX_BYTES, Bucket, StreamFile, attach_file, save_outputs
 from audio_client.jobs import AudioClient, ClientError, JobResult
 
 
@@ -96,6 +97,26 @@ def finish(result: JobResult, args: argparse.Namespace, bucket: Bucket | None) -
     return 0
 
 
+def stream_to_file(
+    client: AudioClient, args: argparse.Namespace, job_input: dict[str, Any], bucket: Bucket | None
+) -> int:
+    job_id = client.submit(args.worker, job_input)
+    print(f"job {job_id}: streaming to {args.to}", file=sys.stderr)
+    sink = StreamFile(args.to)
+
+    def write(chunk: dict[str, Any]) -> None:
+        sink.write(chunk)
+        _Bar.drawn = True
+        print(f"\r{sink.seconds:8.2f} s streamed", end="", file=sys.stderr, flush=True)
+
+    try:
+        result = client.stream(args.worker, job_id, write)
+    finally:
+        sink.close()
+    print(f"{args.to}\t{sink.seconds:g} s\tstreamed")
+    return finish(result, args, bucket)
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(
         prog="audio-client", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -113,18 +134,25 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--worker-output-dir", type=Path, help="a local worker's OUTPUT_DIR, to copy from")
         command.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the job")
 
+    def requesting(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--input", help='a JSON file with the request (its "input" object, or the object)')
+        command.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a request field")
+        command.add_argument("--file", action="append", default=[], metavar="FIELD=PATH", help="a local audio file")
+        command.add_argument(
+            "--inline-max-bytes",
+            type=int,
+            default=INLINE_INPUT_MAX_BYTES,
+            help="larger input files go through the bucket (default: 6 MiB, under RunPod's 10 MB /run body)",
+        )
+
     run = job_command("run", "start a job; sync waits for it and saves its audio")
     run.add_argument("--mode", choices=("sync", "async"), default="sync")
-    run.add_argument("--input", help='a JSON file with the request (its "input" object, or the object itself)')
-    run.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a request field")
-    run.add_argument("--file", action="append", default=[], metavar="FIELD=PATH", help="a local audio file")
-    run.add_argument(
-        "--inline-max-bytes",
-        type=int,
-        default=INLINE_INPUT_MAX_BYTES,
-        help="larger input files go through the bucket (default: 6 MiB, under RunPod's 10 MB /run body)",
-    )
+    requesting(run)
     saving(run)
+    stream = job_command("stream", "start a streaming job and write its audio chunks to a file as they arrive")
+    stream.add_argument("--to", type=Path, required=True, help="the file: .wav for pcm_s16le chunks, .mp3 for mp3")
+    requesting(stream)
+    saving(stream)
     for name, help_text in (("status", "print a job's status"), ("cancel", "cancel a job")):
         job_command(name, help_text).add_argument("job_id")
     wait = job_command("wait", "wait for a job, showing its progress, then save its audio")
@@ -147,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "wait":
             return finish(client.wait(args.worker, args.job_id, _progress, args.timeout), args, bucket)
         job_input = build_input(args, bucket)
+        if args.command == "stream":
+            return stream_to_file(client, args, job_input | {"stream": True}, bucket)
         if args.mode == "async":
             print(client.submit(args.worker, job_input))
             return 0

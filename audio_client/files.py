@@ -128,3 +128,36 @@ def _save_one(output: Mapping[str, Any], target: Path, bucket: Bucket | None, wo
         f"output {output.get('index')}: the worker kept it at {output.get('path')} under its OUTPUT_DIR; "
         "pass --worker-output-dir to copy it, or configure a bucket on the worker"
     )
+
+
+class StreamFile:
+    """Streamed audio chunks appended to one file as they arrive: 16-bit PCM into a WAV (its header is
+    completed at close), MP3 pieces one after another (each is self-contained)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.seconds = 0.0
+        self._wav: Any = None
+        self._mp3: Any = None
+
+    def write(self, chunk: Mapping[str, Any]) -> None:
+        data = base64.b64decode(chunk["audio_base64"])
+        if chunk["format"] == "pcm_s16le":
+            if self._wav is None:
+                import wave
+
+                self._wav = wave.open(str(self.path), "wb")  # noqa: SIM115 (closed by close())
+                self._wav.setnchannels(chunk["channels"])
+                self._wav.setsampwidth(2)
+                self._wav.setframerate(chunk["sample_rate"])
+            self._wav.writeframes(data)
+        else:
+            if self._mp3 is None:
+                self._mp3 = self.path.open("wb")
+            self._mp3.write(data)
+        self.seconds += chunk["frames"] / chunk["sample_rate"]
+
+    def close(self) -> None:
+        for handle in (self._wav, self._mp3):
+            if handle is not None:
+                handle.close()

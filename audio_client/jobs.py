@@ -118,6 +118,28 @@ class AudioClient:
                 raise ClientError(f"job {job_id}: still {response.get('status')} after {timeout_s:g} s", 4)
             time.sleep(self._poll_s)
 
+    def stream(self, worker: str, job_id: str, on_item: Callable[[dict[str, Any]], None]) -> JobResult:
+        """Read a streaming job's items as they come (/stream): audio chunks go to `on_item`; the last item
+        is the worker's result (a streaming deployment's job output itself is empty)."""
+        target = self.target(worker)
+        result: dict[str, Any] | None = None
+        while True:
+            response = self._call(lambda: target.stream(job_id))
+            for entry in response.get("stream", []):
+                item = entry.get("output") if isinstance(entry, dict) else None
+                if isinstance(item, dict) and ("outputs" in item or "error" in item):
+                    result = item
+                elif isinstance(item, dict):
+                    on_item(item)
+            if response.get("status") in FINAL:
+                break
+            time.sleep(self._poll_s)
+        if result is not None and "error" not in result and response.get("status") == "COMPLETED":
+            return JobResult(job_id, "COMPLETED", result, None)
+        final = self.status(worker, job_id) if result is None else {"status": response.get("status")}
+        error = (result or {}).get("error") or final.get("error")
+        return JobResult(job_id, str(final.get("status", response.get("status"))), result, error)
+
     def cancel(self, worker: str, job_id: str) -> dict[str, Any]:
         target = self.target(worker)
         return self._call(lambda: target.cancel(job_id))

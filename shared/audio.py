@@ -82,11 +82,12 @@ def encode(audio: Audio, audio_format: str, mp3: Mp3Settings | None = None) -> t
 def pcm_s16le(audio: Audio) -> bytes:
     """Raw little-endian 16-bit PCM, channels interleaved: the lossless, header-free stream format.
 
-    Quantized as libsndfile writes a WAV's PCM_16 (scale by 32768, round down), so a streamed job's
-    samples equal its uploaded WAV's exactly.
+    Quantized as libsndfile writes a WAV's PCM_16 (with clipping: round at 32-bit scale, keep the top 16
+    bits), so a streamed job's samples equal its uploaded WAV's exactly, the values just below a step too.
     """
-    scaled = np.floor(np.clip(audio.samples, -1.0, 1.0).astype(np.float64) * 32768.0)
-    return np.clip(scaled, -32768, 32767).astype("<i2").tobytes()
+    scaled = np.rint(np.clip(audio.samples, -1.0, 1.0).astype(np.float64) * 2.0**31)
+    top = np.right_shift(np.clip(scaled, -(2**31), 2**31 - 1).astype(np.int64), 16)
+    return np.where(scaled >= 2**31 - 1, 32767, top).astype("<i2").tobytes()
 
 
 def container_of(data: bytes) -> str | None:

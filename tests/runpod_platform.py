@@ -137,11 +137,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.platform.stop(job_id)
             self._send_json({"id": job_id, "status": "CANCELLED"})
         elif (method, operation) == ("GET", "stream"):
+            status = state.client_view(job_id)["status"]  # first: a final status means every item is posted
             with state.lock:
                 items = state.stream.get(job_id, [])
                 start, state.streamed[job_id] = state.streamed.get(job_id, 0), len(items)
                 fresh = [{"output": posted.body.get("output")} for posted in items[start:]]
-            self._send_json({"id": job_id, "status": state.client_view(job_id)["status"], "stream": fresh})
+            self._send_json({"id": job_id, "status": status, "stream": fresh})
         else:
             self.send_response(404)
             self.end_headers()

@@ -1,9 +1,12 @@
 """Encoding every output format and decoding it back."""
 
+import io
+
 import numpy as np
 import pytest
+import soundfile
 
-from shared.audio import Audio, container_of, decode, encode
+from shared.audio import Audio, container_of, decode, encode, pcm_s16le
 from shared.errors import InputError
 from shared.formats import AUDIO_FORMATS
 
@@ -49,3 +52,12 @@ def test_garbage_and_empty_audio_are_input_errors():
     data, _ = encode(Audio(np.zeros((0, 1), np.float32), 16000), "wav")
     with pytest.raises(InputError, match="melody_audio: audio is empty"):
         decode(data, "melody_audio")
+
+
+def test_streamed_pcm_equals_the_wav_libsndfile_writes_even_just_below_a_step():
+    rng = np.random.default_rng(1)
+    below_steps = [np.nextafter(np.float32(k / 32768), np.float32(-1)) for k in range(-64, 64)]
+    samples = np.concatenate([rng.uniform(-1.2, 1.2, 5000), below_steps, [1.0, -1.0]]).astype(np.float32)
+    audio = Audio(samples.reshape(-1, 1), 16000)
+    written = soundfile.read(io.BytesIO(encode(audio, "wav")[0]), dtype="int16")[0]
+    assert np.array_equal(np.frombuffer(pcm_s16le(audio), "<i2"), written)

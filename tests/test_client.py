@@ -21,7 +21,7 @@ import requests
 import soundfile
 
 from audio_client import AudioClient, ClientError
-from audio_client.files import Bucket, attach_file, save_outputs
+from audio_client.files import Bucket, StreamFile, attach_file, save_outputs
 from audio_client.routing import Route, RoutingError, load_routes
 from audio_client.targets import NetworkError, with_retries
 from tests.runpod_platform import ENDPOINT_ID
@@ -197,3 +197,36 @@ def test_on_runpods_protocol_progress_arrives_sync_falls_back_to_polling_and_can
         wrong_key.status("musicgen", long_job)
     assert unauthorized.value.exit_code == 2
     print(json.dumps({"progress updates seen": len(updates), "fractions": fractions}))
+
+
+def _voxcpm_job(seed: int) -> dict:
+    return {"target_text": "Streamed, chunk by chunk.", "inference_timesteps": 2, "max_len": 200, "seed": seed}
+
+
+@pytest.mark.integration
+def test_a_stream_written_as_it_arrives_equals_the_uploaded_result(start_on_platform, start_worker, tmp_path):
+    platform, handle = start_on_platform("voxcpm", STREAM_AUDIO="1")
+    client = AudioClient(
+        routes={"voxcpm": Route("voxcpm", endpoint_id=ENDPOINT_ID)}, environ=platform.client_env(), poll_s=0.1
+    )
+    sink = StreamFile(tmp_path / "streamed.wav")
+    seen: list[float] = []
+    job_id = client.submit("voxcpm", _voxcpm_job(6) | {"stream": True})
+    result = client.stream("voxcpm", job_id, lambda chunk: (sink.write(chunk), seen.append(sink.seconds)))
+    sink.close()
+    assert result.ok, result
+    uploaded = soundfile.read(handle.output_file(result.output["outputs"][0]["path"]))[0]
+    assert np.array_equal(soundfile.read(sink.path)[0], uploaded) and len(seen) >= 1
+
+    local = start_worker("voxcpm", STREAM_AUDIO="1")
+    done = _command(
+        "stream", "voxcpm", "--to", str(tmp_path / "local.wav"), "--out", str(tmp_path / "local"),
+        "--worker-output-dir", str(local.log.parent / "outputs"),
+        *(argument for name, value in _voxcpm_job(7).items() for argument in ("--set", f"{name}={value}")),
+        env={"AUDIO_CLIENT_VOXCPM": local.url},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    streamed_line, saved_line = done.stdout.strip().splitlines()
+    assert streamed_line.startswith(str(tmp_path / "local.wav"))
+    saved = Path(saved_line.split("\t")[0])
+    assert np.array_equal(soundfile.read(tmp_path / "local.wav")[0], soundfile.read(saved)[0])
