@@ -122,8 +122,10 @@ def test_the_command_runs_sync_and_async_jobs_on_a_local_server_and_saves_their_
     assert (duration, audio_format, source) == (0.5, "wav", "(from path)")
     assert soundfile.info(path).duration == 0.5 and path.name.endswith("-0.wav")
 
-    job_id = _command("run", "musicgen", "--mode", "async", "--set", "prompt=x", "--set", "duration=0.5",
-                      "--set", "return_base64=true", "--set", "format=flac", env=env).stdout.strip()  # fmt: skip
+    request = tmp_path / "request.json"  # a request file, with a flag on top of it
+    request.write_text(json.dumps({"input": {"prompt": "x", "duration": 0.5, "return_base64": True}}))
+    job_id = _command("run", "musicgen", "--mode", "async", "--input", str(request), "--set", "format=flac",
+                      env=env).stdout.strip()  # fmt: skip
     waited = _command("wait", "musicgen", job_id, "--out", str(tmp_path), env=env)
     assert waited.returncode == 0, waited.stderr
     assert _saved(waited.stdout)[0][0] == tmp_path / f"{job_id}-0.flac"
