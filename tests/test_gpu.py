@@ -95,3 +95,44 @@ def test_this_gpu_host_is_accepted_for_what_it_is():
     assert int(facts.driver.split(".")[0]) >= 580
     assert choose_device("auto", facts) == choose_device("cuda", facts) == "cuda"
     print(f"host: {facts}")
+
+
+@pytest.mark.parametrize("worker", WORKERS)
+def test_concurrent_jobs_on_cuda_equal_the_same_jobs_alone(tiny_volume, tmp_path, worker):
+    """Batched (MusicGen, ACE-Step) or one at a time (the rest), each job's audio as when alone. In float32:
+    in half precision another batch size may round a logit differently and so, rarely, change a token."""
+    import base64
+    import io
+    import threading
+
+    import numpy as np
+    import soundfile
+
+    settings = Settings(
+        volume_root=tiny_volume.ensure(worker),
+        model_id=tiny_volume.model_id(worker),
+        output_dir=tmp_path,
+        device="cuda",
+        dtype="float32",
+        residency=Residency.KEEP,
+        max_concurrency=4,
+        batch_window_ms=2000,
+    )
+    started = Worker(workers.adapter_class(worker), settings)
+    jobs = [_job(worker, seed=seed, return_base64=True) | {"id": f"gpu-{seed}"} for seed in (1, 2, 3, 4)]
+    alone = [started.run(job) for job in jobs]
+    together: list[dict] = [{}] * len(jobs)
+    threads = [threading.Thread(target=lambda i=i: together.__setitem__(i, started.run(jobs[i]))) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    def audio(result: dict) -> list:
+        assert "error" not in result, result
+        return [soundfile.read(io.BytesIO(base64.b64decode(o["base64"])))[0] for o in result["outputs"]]
+
+    for one, other in zip(alone, together, strict=True):
+        for single, batched in zip(audio(one), audio(other), strict=True):
+            assert single.shape == batched.shape and np.abs(single - batched).max() <= 2 / 32768
+    print(f"{worker}: batches {[result.get('batch') for result in together]}")
