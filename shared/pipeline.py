@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -70,6 +70,7 @@ class _Job:
     decoded: dict[AudioLabel, Audio]
     context: JobContext
     timer: _Timer
+    submitted: float = field(default_factory=time.perf_counter)
 
 
 class _Generated(NamedTuple):
@@ -308,6 +309,8 @@ class Worker:
             return self._generate_batch_logged(jobs)
 
     def _generate_batch_logged(self, jobs: list[_Job]) -> list[_Generated | BaseException]:
+        for job in jobs:  # for the model: behind other jobs, or for companions to batch with
+            job.timer.seconds["wait"] = round(time.perf_counter() - job.submitted, 4)
         memory.reset_peak(self.runtime)
         memory_before = memory.current_mib(self.runtime)
         with self.cache.use() as (model, load_info):

@@ -61,7 +61,8 @@ def test_outputs_decode_from_s3_as_reported(served, s3_server):
         key = output["s3_uri"].split("/", 3)[3]
         assert s3_server.client().head_object(Bucket=s3_server.bucket, Key=key)["ContentLength"] == output["bytes"]
     assert result["parameters"]["seed"] == 1 and result["model"]["name"] == worker
-    assert set(result["timings_s"]) == {"validate", "fetch_input", "load", "generate", "encode", "store", "total"}
+    stages = {"validate", "fetch_input", "wait", "load", "generate", "encode", "store", "total"}
+    assert set(result["timings_s"]) == stages
 
 
 @pytest.mark.integration
