@@ -113,7 +113,8 @@ def stream_to_file(
         result = client.stream(args.worker, job_id, write)
     finally:
         sink.close()
-    print(f"{args.to}\t{sink.seconds:g} s\tstreamed")
+    if sink.seconds:
+        print(f"{args.to}\t{sink.seconds:g} s\tstreamed")
     return finish(result, args, bucket)
 
 

@@ -134,11 +134,9 @@ class AudioClient:
             if response.get("status") in FINAL:
                 break
             time.sleep(self._poll_s)
-        if result is not None and "error" not in result and response.get("status") == "COMPLETED":
-            return JobResult(job_id, "COMPLETED", result, None)
-        final = self.status(worker, job_id) if result is None else {"status": response.get("status")}
-        error = (result or {}).get("error") or final.get("error")
-        return JobResult(job_id, str(final.get("status", response.get("status"))), result, error)
+        if result is None:  # not a streaming deployment: its result is the job's own output (or its error)
+            return JobResult.from_response(response if response.get("error") else self.status(worker, job_id))
+        return JobResult(job_id, str(response.get("status")), result, result.get("error"))
 
     def cancel(self, worker: str, job_id: str) -> dict[str, Any]:
         target = self.target(worker)

@@ -133,6 +133,8 @@ def test_the_command_runs_sync_and_async_jobs_on_a_local_server_and_saves_their_
     refused = _command("run", "musicgen", "--set", "prompt=x", "--set", "duration=900", env=env)
     assert refused.returncode == 1
     assert "duration: Input should be less than or equal to 300 (got 900)" in refused.stderr
+    plain = _command("stream", "musicgen", "--to", str(tmp_path / "x.wav"), "--set", "prompt=x", env=env)
+    assert plain.returncode == 1 and "Stream not supported, handler must be a generator" in plain.stderr
     cannot = _command("cancel", "musicgen", job_id, env=env)
     assert cannot.returncode == 2 and "cannot cancel" in cannot.stderr
     unreachable = _command("status", "musicgen", "x", env={"AUDIO_CLIENT_MUSICGEN": "http://127.0.0.1:9"}, timeout=60)
