@@ -21,7 +21,7 @@ STRIP_TORCHAUDIO_EXTENSION = rm -f "$$($(PY) -c 'import importlib.util as u, pat
 
 .DEFAULT_GOAL := help
 # demo-<worker> and serve-<worker> are pattern rules: GNU make skips pattern rules for .PHONY targets.
-.PHONY: help venv tiny-models demo serve test test-unit test-gpu lock image image-check lint benchmark \
+.PHONY: help venv browser tiny-models demo serve ui test test-unit test-gpu lock image image-check lint benchmark \
 	benchmark-batching benchmark-cold-start clean
 
 help: ## list the targets
@@ -46,6 +46,16 @@ $(VENV)/.installed: shared/requirements.txt shared/constraints.txt handlers/*/re
 
 venv: $(VENV)/.installed ## create the virtual environment with every worker's pinned dependencies
 
+# The page's tests drive a real Chromium: Debian's package (Playwright's own builds come from a CDN).
+# CHROMIUM names another Chromium or Chrome binary; the tests use the same variable.
+CHROMIUM ?= $(firstword $(wildcard /usr/bin/chromium /usr/bin/chromium-browser /usr/bin/google-chrome))
+browser: ## install Debian's Chromium for the browser tests, when no CHROMIUM is found
+	@if [ -n "$(CHROMIUM)" ]; then echo "browser: $(CHROMIUM)"; \
+	elif command -v apt-get >/dev/null; then \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq chromium >/dev/null; \
+	else echo "no Chromium: install one and set CHROMIUM=/path/to/chromium" >&2; exit 1; fi
+
 $(VOLUME)/.built-%: $(VENV)/.installed handlers/%/fixtures.py
 	$(PY) scripts/build_tiny_models.py --volume $(VOLUME) $*
 	touch $@
@@ -62,7 +72,11 @@ serve: serve-$(DEFAULT_WORKER) ## serve the default worker's local API on http:/
 serve-%: $(VOLUME)/.built-% ## serve-<worker>: that worker's local API on http://localhost:8000
 	$(PY) scripts/run_tiny.py $* --volume $(VOLUME) --rp_serve_api --rp_api_port 8000
 
-test: $(VENV)/.installed ## every test but the GPU tier (builds its own tiny models and S3 server)
+ui: $(VENV)/.installed ## the browser page on http://127.0.0.1:8765/ (AUDIO_CLIENT_<WORKER>: targets; default: make serve's)
+	$(if $(filter AUDIO_CLIENT_%,$(.VARIABLES)),,AUDIO_CLIENT_$(shell echo $(DEFAULT_WORKER) | tr a-z A-Z)=http://127.0.0.1:8000) \
+		$(VENV)/bin/audio-client ui --worker-output-dir outputs --out outputs/ui
+
+test: $(VENV)/.installed browser ## every test but the GPU tier (builds its own tiny models, S3 server and browser)
 	$(PY) -m pytest -m "not gpu"
 
 test-unit: $(VENV)/.installed ## the unit tier: no model, seconds

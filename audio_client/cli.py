@@ -6,6 +6,7 @@
     audio-client wait musicgen <job id> [--out DIR]
     audio-client cancel musicgen <job id>
     audio-client stream voxcpm --set target_text="Hello" --to hello.wav   (a STREAM_AUDIO=1 deployment)
+    audio-client ui [--port 8765]      a page on http://127.0.0.1:8765/ to try every worker in a browser
 
 Targets: see audio_client/routing.py (AUDIO_CLIENT_<WORKER>, or a config file; RUNPOD_API_KEY).
 
@@ -159,6 +160,12 @@ def parser() -> argparse.ArgumentParser:
     wait = job_command("wait", "wait for a job, showing its progress, then save its audio")
     wait.add_argument("job_id")
     saving(wait)
+    ui = commands.add_parser("ui", help="serve a page on 127.0.0.1 to try every worker in a browser")
+    ui.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
+    ui.add_argument("--port", type=int, default=8765)
+    ui.add_argument("--out", default="outputs", help="folder for the audio (default ./outputs)")
+    ui.add_argument("--worker-output-dir", type=Path, help="a local worker's OUTPUT_DIR, to copy from")
+    ui.add_argument("--inline-max-bytes", type=int, default=INLINE_INPUT_MAX_BYTES, help="as for run")
     return main
 
 
@@ -167,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     bucket = Bucket.from_environment()
     try:
         client = AudioClient(config=args.config)
+        if args.command == "ui":
+            from audio_client.ui import serve
+
+            serve(client, bucket, Path(args.out), args.worker_output_dir, args.inline_max_bytes, args.host, args.port)
+            return 0
         if args.command == "status":
             print(json.dumps(client.status(args.worker, args.job_id), indent=2))
             return 0

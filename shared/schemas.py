@@ -12,7 +12,17 @@ import binascii
 import re
 from typing import Annotated, Any, NamedTuple, TypeVar, get_args, get_origin
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
 
 from shared.errors import InputError
 from shared.formats import AUDIO_FORMATS, AudioFormat
@@ -59,7 +69,17 @@ class BulkyInput:
     reports it as "<provided>" instead of echoing it, as it does for input audio."""
 
 
-class AudioSourceMarker:
+class AudioInputHint:
+    """Says in the JSON schema that a string field takes audio (`"contentMediaType": "audio/*"`), so a form
+    built from the schema (audio_client/ui.py) offers a file picker for it."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["contentMediaType"] = "audio/*"
+        return schema
+
+
+class AudioSourceMarker(AudioInputHint):
     """Marks a request field as input audio, so the pipeline fetches and decodes it before generation."""
 
 

@@ -64,3 +64,10 @@ def config_class(worker: str) -> type:
     from shared.settings import ModelConfig
 
     return _defined_subclass(worker, "config", ModelConfig)
+
+
+def request_model(worker: str) -> type:
+    """The JobRequest subclass defined in handlers/<worker>/schema.py (light: pydantic, no model library)."""
+    from shared.schemas import JobRequest
+
+    return _defined_subclass(worker, "schema", JobRequest)

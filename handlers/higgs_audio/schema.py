@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, ValidationInfo, model_validator
 
-from shared.schemas import AudioLabel, JobRequest, check_audio_source
+from shared.schemas import AudioInputHint, AudioLabel, JobRequest, check_audio_source
 
 SAMPLE_RATE = 24000
 MAX_REFERENCES = 4
@@ -38,7 +38,10 @@ def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-VoiceReference = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_check_reference)]
+# A preset name or audio: the form offers a file picker; the handler fetches only the audio entries.
+VoiceReference = Annotated[
+    str, StringConstraints(strip_whitespace=True), AfterValidator(_check_reference), AudioInputHint()
+]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
 
 

@@ -8,7 +8,6 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints, ValidationInfo, model_validator
 
-from shared import audio as audio_codec
 from shared.formats import AUDIO_FORMATS
 from shared.schemas import AudioSource, BulkyInput, JobRequest, decode_base64_audio
 
@@ -87,6 +86,8 @@ class VoxCPMRequest(JobRequest):
         source = self.prompt_audio
         if self.prompt_audio_format is None or source is None or source.startswith(("https://", "http://", "s3://")):
             return self
+        from shared import audio as audio_codec  # numpy and libsndfile: only when there are bytes to check
+
         found = audio_codec.container_of(decode_base64_audio(source))
         if found != AUDIO_FORMATS[self.prompt_audio_format].container:
             raise ValueError(
