@@ -127,6 +127,8 @@ def test_locked_parameters_override_the_request(worker_env, worker):
     worker_env(worker, LOCKED_PARAMETERS=json.dumps(locked))
     started = start_worker(workers.adapter_class(worker))
     assert isinstance(started, Worker)
+    # The schema tools read (the page's form, the docs) is the one the worker validates with.
+    assert started.adapter_class.request_model is workers.request_model(worker)
     result = started.run({"id": "locked", "input": _job(worker, seed=3)})
     assert "error" not in result, result
     assert result["locked_parameters"] == locked
