@@ -510,7 +510,9 @@ function outputFigure(output) {
 
 function newStreamPlayer() {
   const Context = window.AudioContext || window.webkitAudioContext;
-  return { context: new Context(), next: 0, seconds: 0, scheduled: 0, queue: Promise.resolve() };
+  const context = new Context();
+  context.resume(); // a browser that made it suspended despite the click: ask once more, inside the click
+  return { context, next: 0, seconds: 0, scheduled: 0, queue: Promise.resolve() };
 }
 
 function base64Bytes(text) {
