@@ -131,21 +131,27 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("worker", help="worker name, e.g. musicgen")
         return command
 
-    def saving(command: argparse.ArgumentParser) -> None:
+    def output_folders(command: argparse.ArgumentParser) -> None:
         command.add_argument("--out", default="outputs", help="folder for the audio (default ./outputs)")
         command.add_argument("--worker-output-dir", type=Path, help="a local worker's OUTPUT_DIR, to copy from")
-        command.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the job")
 
-    def requesting(command: argparse.ArgumentParser) -> None:
-        command.add_argument("--input", help='a JSON file with the request (its "input" object, or the object)')
-        command.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a request field")
-        command.add_argument("--file", action="append", default=[], metavar="FIELD=PATH", help="a local audio file")
+    def inline_limit(command: argparse.ArgumentParser) -> None:
         command.add_argument(
             "--inline-max-bytes",
             type=int,
             default=INLINE_INPUT_MAX_BYTES,
             help="larger input files go through the bucket (default: 6 MiB, under RunPod's 10 MB /run body)",
         )
+
+    def saving(command: argparse.ArgumentParser) -> None:
+        output_folders(command)
+        command.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the job")
+
+    def requesting(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--input", help='a JSON file with the request (its "input" object, or the object)')
+        command.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a request field")
+        command.add_argument("--file", action="append", default=[], metavar="FIELD=PATH", help="a local audio file")
+        inline_limit(command)
 
     run = job_command("run", "start a job; sync waits for it and saves its audio")
     run.add_argument("--mode", choices=("sync", "async"), default="sync")
@@ -163,9 +169,8 @@ def parser() -> argparse.ArgumentParser:
     ui = commands.add_parser("ui", help="serve a page on 127.0.0.1 to try every worker in a browser")
     ui.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
     ui.add_argument("--port", type=int, default=8765)
-    ui.add_argument("--out", default="outputs", help="folder for the audio (default ./outputs)")
-    ui.add_argument("--worker-output-dir", type=Path, help="a local worker's OUTPUT_DIR, to copy from")
-    ui.add_argument("--inline-max-bytes", type=int, default=INLINE_INPUT_MAX_BYTES, help="as for run")
+    output_folders(ui)
+    inline_limit(ui)
     return main
 
 

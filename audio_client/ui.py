@@ -151,13 +151,12 @@ def worker_catalog(client: AudioClient) -> list[dict[str, Any]]:
 
     catalog = []
     for name in workers.worker_names():
-        entry: dict[str, Any] = {"name": name, "common_fields": list(JobRequest.model_fields)}
-        try:
-            entry["schema"] = workers.request_model(name).model_json_schema()
-        except Exception as exc:  # noqa: BLE001 (a schema that cannot load disables its form, not the page)
-            entry["schema_error"] = f"{type(exc).__name__}: {exc}"
-        example = workers.HANDLERS / name / "test_input.json"
-        entry["example"] = json.loads(example.read_text()).get("input", {}) if example.is_file() else {}
+        entry: dict[str, Any] = {
+            "name": name,
+            "common_fields": list(JobRequest.model_fields),
+            "schema": workers.request_model(name).model_json_schema(),
+            "example": json.loads((workers.HANDLERS / name / "test_input.json").read_text())["input"],
+        }
         try:
             target = client.target(name)
             entry["target"] = target.description
@@ -166,6 +165,10 @@ def worker_catalog(client: AudioClient) -> list[dict[str, Any]]:
             entry["target_error"] = str(exc)
         catalog.append(entry)
     return catalog
+
+
+def _from_page(request: Request) -> bool:
+    return request.headers.get(PAGE_HEADER) == "page"
 
 
 def _error(message: str, status: int = 400) -> JSONResponse:
@@ -191,7 +194,7 @@ def create_app(
         return JSONResponse(catalog)
 
     async def submit(request: Request) -> Response:
-        if request.headers.get(PAGE_HEADER) != "page":
+        if not _from_page(request):
             return _error(f"missing the {PAGE_HEADER} header: jobs are started from the page", 403)
         worker = request.path_params["worker"]
         if worker not in names:
@@ -236,7 +239,7 @@ def create_app(
 
     async def cancel(request: Request) -> Response:
         job = job_or_none(request)
-        if request.headers.get(PAGE_HEADER) != "page" or job is None or job.job_id is None:
+        if not _from_page(request) or job is None or job.job_id is None:
             return _error("no such running job", 404)
         try:
             return JSONResponse(client.cancel(job.worker, job.job_id))

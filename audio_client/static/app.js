@@ -96,7 +96,7 @@ function control(name, property, required, defs) {
   const parts = build(id, name, schema, property, optional);
   parts.input.setAttribute("aria-describedby", hint.id);
   wrapper.append(label, parts.element, hint);
-  return { name, kind, element: wrapper, read: parts.read, write: parts.write, defaultValue: property.default };
+  return { name, element: wrapper, read: parts.read, write: parts.write, defaultValue: property.default };
 }
 
 const BUILDERS = {
@@ -169,7 +169,7 @@ const BUILDERS = {
   },
 
   text(id, name, schema) {
-    const input = make("input", { id, name, type: "text", maxlength: null, autocomplete: "off" });
+    const input = make("input", { id, name, type: "text", autocomplete: "off" });
     return textLike(input, schema);
   },
 
@@ -299,7 +299,7 @@ function textLike(input, schema) {
 // Audio: a URL, an s3:// URI (or a preset name, where the worker has them), or a local file.
 function audioSlot(id, label) {
   const text = make("input", { id, type: "text", placeholder: "https://…, s3://… or a file below", autocomplete: "off" });
-  const file = make("input", { type: "file", accept: "audio/*", "aria-label": `${label} file`, "data-part": label });
+  const file = make("input", { type: "file", accept: "audio/*", "aria-label": `${label} file` });
   const clear = make("button", { type: "button", class: "small", text: "Clear" });
   clear.addEventListener("click", () => {
     text.value = "";
@@ -343,11 +343,6 @@ function showWorker(name) {
   fields.replaceChildren();
   common.replaceChildren();
   state.controls = [];
-  if (worker.schema_error) {
-    fields.append(make("p", { class: "error", text: `This worker's schema did not load: ${worker.schema_error}` }));
-    $("submit").disabled = true;
-    return;
-  }
   const schema = worker.schema;
   const defs = schema.$defs || {};
   const required = new Set(schema.required || []);
