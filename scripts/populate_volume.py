@@ -25,30 +25,49 @@ import sys
 import tempfile
 import urllib.request
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import shared  # noqa: E402
 from shared import workers  # noqa: E402
 from shared.errors import ModelFilesError  # noqa: E402
-from shared.volume import make_readable  # noqa: E402
+from shared.volume import (  # noqa: E402
+    HUB_CACHE,
+    RepoPiece,
+    hub_cache_snapshot,
+    make_readable,
+    populate_command,
+    resolve_model_dir,
+    weight_family,
+)
 
 DOWNLOAD_TIMEOUT_SECONDS = 120
 
-_LEGACY_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.msgpack", "*.onnx", "*.ot")
-_NEVER_NEEDED = (".gitattributes", "*.png", "*.jpg", "*.jpeg", "*.gif", "*.mp4")
+_OTHER_FRAMEWORKS = ("*.h5", "*.msgpack", "*.ot", "*.onnx", "*.tflite")  # TensorFlow, Flax, Rust, ONNX exports
+_PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.bin.index.json", "*.pth.index.json")
+# transformers' `variant=` copies (model.fp32.safetensors, model.safetensors.index.fp32.json): workers load the
+# default weights.
+_WEIGHT_VARIANTS = ("*.*.safetensors", "*.*.bin", "*.index.*.json")
+# A repository's code is never run (no trust_remote_code), its pictures and model card never read (its LICENSE
+# file is fetched: the terms travel with the weights).
+_NEVER_NEEDED = (".gitattributes", "*.md", "*.py", "*.png", "*.jpg", "*.jpeg", "*.gif", "*.mp4")
 
 
-def files_to_fetch(repo_files: list[str], only: tuple[str, ...] = ()) -> list[str]:
-    """The repository's files a worker needs: legacy weight formats only where no safetensors exist; with
-    `only`, just the files matching one of those patterns."""
-    has_safetensors = any(name.endswith(".safetensors") for name in repo_files)
-    skipped = _NEVER_NEEDED + (_LEGACY_WEIGHTS if has_safetensors else ())
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatch(PurePosixPath(name).name, pattern) for pattern in patterns)
+
+
+def files_to_fetch(repo_files: list[str], only: tuple[str, ...] = (), never_loaded: tuple[str, ...] = ()) -> list[str]:
+    """The repository's files a worker loads: a pickled weight file (or its index) only where no safetensors of
+    the same weights exist, which the loaders would read instead; nothing another framework or no loader reads
+    (`never_loaded`: the catalog's); with `only`, just the files matching one of those patterns."""
+    in_safetensors = {weight_family(name) for name in repo_files if name.endswith(".safetensors")}
     return [
         name
         for name in repo_files
-        if not any(fnmatch.fnmatch(Path(name).name, pattern) for pattern in skipped)
+        if not _matches(name, _NEVER_NEEDED + _OTHER_FRAMEWORKS + _WEIGHT_VARIANTS + never_loaded)
+        and not (_matches(name, _PICKLED_WEIGHTS) and weight_family(name) in in_safetensors)
         and (not only or any(fnmatch.fnmatch(name, pattern) for pattern in only))
     ]
 
@@ -60,22 +79,71 @@ def target_folder(volume: Path, worker: str, repo_id: str) -> Path:
     return volume / worker / org / name
 
 
-def populate(worker: str, repo_ids: tuple[str, ...], volume: Path, revision: str | None) -> list[Path]:
-    # The one tool that must reach the hub: importing `shared` put this process offline.
-    for variable in shared.OFFLINE_VARIABLES:
-        os.environ.pop(variable, None)
-    from huggingface_hub import HfApi, snapshot_download
+class Hub:
+    """The Hugging Face hub (HF_TOKEN for gated repositories)."""
 
-    api = HfApi()
+    def __init__(self) -> None:
+        # The one tool that must reach the hub: importing `shared` put this process offline.
+        for variable in shared.OFFLINE_VARIABLES:
+            os.environ.pop(variable, None)
+        from huggingface_hub import HfApi
+
+        self.api = HfApi()
+
+    def list_files(self, repo: str, revision: str | None) -> list[str]:
+        return self.api.list_repo_files(repo, revision=revision)
+
+    def fetch(self, repo: str, revision: str | None, files: list[str], where: Path) -> None:
+        from huggingface_hub import snapshot_download
+
+        snapshot_download(repo, revision=revision, local_dir=where, allow_patterns=files)
+
+
+class HubCache:
+    """A Hugging Face cache folder instead of the hub: `hf download`'s (~/.cache/huggingface/hub) carried
+    from a machine with network access, or RunPod's model cache (/runpod-volume/huggingface-cache/hub)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _snapshot(self, repo: str, revision: str | None) -> Path:
+        snapshot = hub_cache_snapshot(self.root, repo, revision or "main")
+        if snapshot is None:
+            raise ValueError(f"--hub-cache: {repo} (revision {revision or 'main'}) is not in {self.root}")
+        return snapshot
+
+    def list_files(self, repo: str, revision: str | None) -> list[str]:
+        snapshot = self._snapshot(repo, revision)
+        return sorted(str(path.relative_to(snapshot)) for path in snapshot.rglob("*") if path.is_file())
+
+    def fetch(self, repo: str, revision: str | None, files: list[str], where: Path) -> None:
+        snapshot = self._snapshot(repo, revision)
+        for name in files:
+            (where / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(snapshot / name, where / name)  # the blob behind the cache's link
+
+
+def plan(worker: str, repo_id: str, source: Hub | HubCache, revision: str | None) -> list[tuple[RepoPiece, list[str]]]:
+    """What populating one model fetches: each repository it is made of, and the files of it a worker loads."""
+    catalog = workers.catalog(worker)
+    planned = []
+    for piece in catalog.pieces(repo_id):
+        piece_revision = revision if piece.repo == repo_id else None  # --revision is the model's own
+        listed = source.list_files(piece.repo, piece_revision)
+        planned.append((piece, files_to_fetch(listed, piece.files, catalog.never_loaded)))
+    return planned
+
+
+def populate(
+    worker: str, repo_ids: tuple[str, ...], volume: Path, revision: str | None, source: Hub | HubCache
+) -> list[Path]:
     folders = []
     for repo_id in repo_ids:
         folder = target_folder(volume, worker, repo_id)
-        for piece in workers.catalog(worker).pieces(repo_id):
-            piece_revision = revision if piece.repo == repo_id else None  # --revision is the model's own
-            wanted = files_to_fetch(api.list_repo_files(piece.repo, revision=piece_revision), piece.files)
+        for piece, wanted in plan(worker, repo_id, source, revision):
             where = folder / piece.subfolder
             print(f"{piece.repo} -> {where} ({len(wanted)} files)")
-            snapshot_download(piece.repo, revision=piece_revision, local_dir=where, allow_patterns=wanted)
+            source.fetch(piece.repo, revision if piece.repo == repo_id else None, wanted, where)
         make_readable(folder)  # the images run as an unprivileged user
         folders.append(folder)
     return folders
@@ -111,15 +179,94 @@ def install(worker: str, source: str, volume: Path, name: str | None) -> list[Pa
             make_readable(volume / worker)  # the images run as an unprivileged user
 
 
+def installed_models(worker: str, volume: Path) -> list[str]:
+    """The MODEL_IDs of the worker's checkpoints on the volume: its model folders (ORG/NAME; a bank's folder for
+    a worker of archives, its catalog's companion models left out), then RunPod's cached repositories the worker
+    could start from."""
+    catalog = workers.catalog(worker)
+    root = volume / catalog.models_root()
+    companions = [volume / catalog.worker / folder for folder in catalog.companion_folders]
+    pattern = "*" if catalog.install is not None else "*/*"
+    found = [
+        str(folder.relative_to(root))
+        for folder in sorted(root.glob(pattern))
+        if folder.is_dir()
+        and not folder.name.startswith(".")
+        and not any(folder.is_relative_to(companion) for companion in companions)
+        and not any(fnmatch.fnmatch(str(folder.relative_to(root)), name) for name in catalog.companion_models)
+    ]
+    for repo in sorted((volume / HUB_CACHE).glob("models--*--*")):
+        model_id = repo.name.removeprefix("models--").replace("--", "/", 1)
+        try:
+            resolve_model_dir(worker, model_id, volume, catalog.required_files, catalog.weight_folders)
+        except ModelFilesError:
+            continue  # another worker's model, or incomplete for this one
+        if model_id not in found:
+            found.append(model_id)
+    return found
+
+
+def verify_model(worker: str, volume: Path, model_id: str, output_dir: Path) -> tuple[bool, str]:
+    """The worker's start-up on one checkpoint, then one short job (its test_input.json): (ok, what happened)."""
+    import json
+    import time
+
+    from shared.pipeline import Worker
+    from shared.settings import Settings, read_settings
+
+    settings = read_settings(Settings).model_copy(
+        update={"volume_root": volume, "model_id": model_id, "model_dir": None, "output_dir": output_dir}
+    )
+    job_input = json.loads((workers.HANDLERS / worker / "test_input.json").read_text())["input"]
+    started = time.monotonic()
+    try:
+        checked = Worker(workers.adapter_class(worker), settings)
+        checked.start()
+    except Exception as exc:  # the worker would answer every job with this
+        return False, f"start-up failed: {exc}"
+    loaded = time.monotonic() - started
+    result = checked.run({"id": "verify", "input": {**job_input, "return_base64": True}})
+    if "error" in result:
+        return False, f"loaded in {loaded:.1f} s; the job failed: {result['error']}"
+    seconds = sum(output["duration_seconds"] for output in result["outputs"])
+    return True, f"loaded in {loaded:.1f} s; {seconds:.1f} s of audio in {result['timings_s']['total']:.1f} s"
+
+
+def verify(worker: str, volume: Path, model_ids: tuple[str, ...]) -> int:
+    """A table of every checkpoint: OK, or the error with its fix. Exit status 1 when any fails."""
+    model_ids = model_ids or tuple(installed_models(worker, volume))
+    if not model_ids:
+        print(f"no {worker} checkpoint on {volume}: populate one with {populate_command(worker, '<ORG/NAME>', volume)}")
+        return 1
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="verify-") as output_dir:
+        for model_id in model_ids:
+            ok, what = verify_model(worker, volume, model_id, Path(output_dir))
+            rows.append((model_id, "OK" if ok else "FAILED", what))
+    width = max(len(model_id) for model_id, _, _ in rows)
+    print(f"{'checkpoint'.ljust(width)}  result  details")
+    for model_id, status, what in rows:
+        print(f"{model_id.ljust(width)}  {status.ljust(6)}  {what}")
+    return 0 if all(status == "OK" for _, status, _ in rows) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("worker", choices=workers.worker_names())
     parser.add_argument("--model-id", action="append", help="ORG/NAME on the Hugging Face hub (repeatable)")
     parser.add_argument("--volume", type=Path, default=Path("/runpod-volume"), help="volume root")
     parser.add_argument("--revision", help="branch, tag or commit (default: main)")
+    parser.add_argument(
+        "--hub-cache", type=Path, help="take the repositories from this Hugging Face cache folder, not the hub"
+    )
     parser.add_argument("--from", dest="source", help="a zip file or its URL (workers whose models are archives)")
     parser.add_argument("--name", help="with --from: the folder name to install the one model under")
+    parser.add_argument(
+        "--verify", action="store_true", help="start the worker on every installed checkpoint and run one short job"
+    )
     args = parser.parse_args(argv)
+    if args.verify:
+        return verify(args.worker, args.volume, tuple(args.model_id or ()))
     if args.source is not None:
         try:
             for folder in install(args.worker, args.source, args.volume, args.name):
@@ -136,9 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for repo_id in repo_ids:
             target_folder(args.volume, args.worker, repo_id)
+        populate(args.worker, repo_ids, args.volume, args.revision, HubCache(args.hub_cache) if args.hub_cache else Hub())
     except ValueError as exc:
         parser.error(str(exc))
-    populate(args.worker, repo_ids, args.volume, args.revision)
     return 0
 
 

@@ -21,6 +21,9 @@ class TinyModel:
     build: Callable[[Path, str], None]  # (target folder, size) -> writes the checkpoint there
     # False: a variant the worker's CONTRACT job does not fit (e.g. another phoneme set); its own tests cover it.
     serves_contract: bool = True
+    # The published checkpoints (ORG/NAME) of this architecture: the tests rebuild this model in each one's
+    # file layout (handlers/<worker>/tests/published/) and serve it as it is.
+    published: tuple[str, ...] = ()
 
     def model_id_for(self, size: str) -> str:
         return self.model_id.replace("tiny-random", f"{size}-random")

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from shared.errors import ModelFilesError
 
@@ -42,7 +43,7 @@ class VolumeCatalog:
     default_model_id: str  # ORG/NAME read when MODEL_ID is unset
     repositories: tuple[str, ...]  # hub repositories the populator fetches by default, the default model first
     required_files: tuple[RequiredFile, ...]  # what a complete model folder holds
-    weight_folders: tuple[str, ...] = ("",)  # where safetensors weights live ("" = the folder itself)
+    weight_folders: tuple[str, ...] = ("",)  # where the weights live ("" = the folder itself)
     companion_folders: tuple[str, ...] = ()  # other folders under <worker>/ the worker reads (e.g. voices)
     models_folder: str = ""  # where under <worker>/ its models live ("" = <worker>/ itself)
     # For models packaged as archives rather than hub repositories: (unpacked archive, volume root, name or
@@ -50,6 +51,12 @@ class VolumeCatalog:
     install: Callable[[Path, Path, str | None], list[Path]] | None = None
     # For models whose folder is assembled from several hub repositories: model id -> the pieces.
     assemble: Callable[[str], tuple[RepoPiece, ...]] | None = None
+    # Files its repositories publish that no loader of this worker reads (another library's format, say):
+    # the populator leaves them out.
+    never_loaded: tuple[str, ...] = ()
+    # Model folders that are parts of other models, not models to start (Higgs' audio tokenizer): patterns of
+    # their ids under the models folder.
+    companion_models: tuple[str, ...] = ()
 
     def pieces(self, model_id: str) -> tuple[RepoPiece, ...]:
         """The repositories a model folder is made of: the model's own alone, unless the catalog assembles."""
@@ -72,32 +79,53 @@ def populate_command(worker: str, model_id: str, volume_root: Path) -> str:
     return f"python scripts/populate_volume.py {worker} --model-id {model_id} --volume {volume_root}"
 
 
-def _hf_cache_snapshot(volume_root: Path, model_id: str) -> Path | None:
-    repo = volume_root / "huggingface-cache" / "hub" / ("models--" + model_id.replace("/", "--"))
-    ref = repo / "refs" / "main"
+HUB_CACHE = "huggingface-cache/hub"  # RunPod's model cache, under the volume root
+
+
+def hub_cache_snapshot(hub_root: Path, model_id: str, revision: str = "main") -> Path | None:
+    """A repository's snapshot in a Hugging Face cache folder (RunPod's, or `hf download`'s): the one its
+    ref names (`revision` may also be the snapshot's commit), else the only snapshot there is."""
+    repo = hub_root / ("models--" + model_id.replace("/", "--"))
+    ref = repo / "refs" / revision
     if ref.is_file():
         snapshot = repo / "snapshots" / ref.read_text().strip()
         return snapshot if snapshot.is_dir() else None
+    if (repo / "snapshots" / revision).is_dir():
+        return repo / "snapshots" / revision
     snapshots = sorted((repo / "snapshots").glob("*")) if (repo / "snapshots").is_dir() else []
-    return snapshots[0] if len(snapshots) == 1 else None
+    return snapshots[0] if len(snapshots) == 1 and revision == "main" else None
 
 
-# transformers names its weights model.safetensors, diffusers diffusion_pytorch_model.safetensors.
-_WEIGHT_NAMES = ("model.safetensors", "diffusion_pytorch_model.safetensors")
+# The weight files loaders read, one row per name family: transformers names its weights model.*, diffusers
+# diffusion_pytorch_model.*. The safetensors form comes first, as the loaders prefer it; the pickled form is
+# what some publishers ship alone (MusicGen medium and large), read with torch.load(weights_only=True). Either
+# may be one file or shards listed by `<name>.index.json`.
+WEIGHT_FILES = (
+    ("model.safetensors", "pytorch_model.bin"),
+    ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"),
+)
+
+
+def weight_family(name: str) -> str:
+    """The weights a file holds, whatever its format or shard: `pytorch_model-00001-of-00002.bin`,
+    `model.safetensors.index.json` and `model.safetensors` are all `model`; `vae/x.pth` is `vae/x`."""
+    path = PurePosixPath(name)
+    stem = re.sub(r"-\d+-of-\d+$", "", path.name.removesuffix(".index.json").split(".", 1)[0])
+    return str(path.parent / ("model" if stem == "pytorch_model" else stem))
 
 
 def _missing_weights(folder: Path, subfolder: str) -> list[str]:
-    """Safetensors weights in `folder/subfolder`: one file, or an index whose every shard is present."""
+    """Weights in `folder/subfolder`: one file, or an index whose every shard is present."""
     where = folder / subfolder
     prefix = f"{subfolder}/" if subfolder else ""
-    for name in _WEIGHT_NAMES:
+    for name in (name for family in WEIGHT_FILES for name in family):
         index = where / f"{name}.index.json"
         if index.is_file():
             shards = set(json.loads(index.read_text())["weight_map"].values())
             return sorted(prefix + shard for shard in shards if not (where / shard).is_file())
         if (where / name).is_file():
             return []
-    return [prefix + " or ".join(_WEIGHT_NAMES)]
+    return [prefix + " or ".join(name for family in WEIGHT_FILES for name in family)]
 
 
 def _is_present(folder: Path, required: RequiredFile) -> bool:
@@ -116,8 +144,8 @@ def resolve_model_dir(
 ) -> Path:
     """The folder holding a complete checkpoint, or a ModelFilesError naming the path and the fix.
 
-    `weight_folders`: where safetensors weights must be ("" = the folder itself; a diffusers pipeline
-    keeps one set per component subfolder; none for a model without safetensors). `explicit_dir`
+    `weight_folders`: where weights must be ("" = the folder itself; a diffusers pipeline keeps one set per
+    component subfolder; none for a model whose weights have other names). `explicit_dir`
     (MODEL_DIR) skips the lookup; `models_folder` is the catalog's.
     """
     command = populate_command(worker, model_id, volume_root)
@@ -126,7 +154,7 @@ def resolve_model_dir(
     else:
         folder = volume_root / worker / models_folder / model_id
         if not folder.is_dir():
-            folder = _hf_cache_snapshot(volume_root, model_id) or folder
+            folder = hub_cache_snapshot(volume_root / HUB_CACHE, model_id) or folder
     if not folder.is_dir():
         raise ModelFilesError(
             f"model folder {folder} not found (MODEL_ID={model_id}, VOLUME_ROOT={volume_root}); "

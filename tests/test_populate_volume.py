@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.populate_volume import files_to_fetch, main, target_folder
+from scripts.populate_volume import Hub, files_to_fetch, main, target_folder
 from shared import workers
 
 pytestmark = pytest.mark.unit
@@ -30,8 +30,7 @@ MUSICGEN_SMALL = [
 
 
 def test_legacy_bin_duplicates_are_skipped():
-    assert files_to_fetch(MUSICGEN_SMALL) == [
-        "README.md",
+    assert files_to_fetch(MUSICGEN_SMALL, never_loaded=("state_dict.bin", "compression_state_dict.bin")) == [
         "config.json",
         "generation_config.json",
         "model.safetensors",
@@ -67,7 +66,9 @@ def test_each_worker_populates_its_catalog_repositories(monkeypatch, worker):
     assert main([worker, "--volume", "/runpod-volume"]) == 0
     repositories = workers.catalog(worker).repositories
     assert repositories[0] == workers.catalog(worker).default_model_id
-    assert calls == [(worker, repositories, Path("/runpod-volume"), None)]
+    [(called_worker, called_repositories, volume, revision, source)] = calls
+    assert (called_worker, called_repositories, volume, revision) == (worker, repositories, Path("/runpod-volume"), None)
+    assert isinstance(source, Hub)
 
 
 @pytest.mark.parametrize("worker", [w for w in workers.worker_names() if workers.catalog(w).install])

@@ -79,12 +79,14 @@ def build_ace_step(target: Path, size: str, variant: str = "base", xl: bool = Fa
         num_timbre_encoder_hidden_layers=1,
         **attention,
     )
-    # The 5 Hz semantic audio codes that cover (and audio_codes input) condition on.
+    # The 5 Hz semantic audio codes that cover (and audio_codes input) condition on; the published turbo
+    # repository leaves them out (model_index.json names no such components).
     codes = {"hidden_size": hidden, "intermediate_size": 2 * hidden, "audio_acoustic_hidden_dim": 64}
     codes |= {"pool_window_size": 5, "num_attention_pooler_hidden_layers": 1, **attention}
+    with_codes = variant != "turbo"
     pipeline = AceStepPipeline(
-        audio_tokenizer=AceStepAudioTokenizer(fsq_dim=hidden, **codes),
-        audio_token_detokenizer=AceStepAudioTokenDetokenizer(**codes),
+        audio_tokenizer=AceStepAudioTokenizer(fsq_dim=hidden, **codes) if with_codes else None,
+        audio_token_detokenizer=AceStepAudioTokenDetokenizer(**codes) if with_codes else None,
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
@@ -97,8 +99,22 @@ def build_ace_step(target: Path, size: str, variant: str = "base", xl: bool = Fa
 
 TINY_MODELS = (
     TinyModel("tiny-random/acestep-v15-base-diffusers", build_ace_step),
-    TinyModel("tiny-random/acestep-v15-xl-turbo-diffusers", partial(build_ace_step, variant="turbo", xl=True)),
-    TinyModel("tiny-random/acestep-v15-xl-sft-diffusers", partial(build_ace_step, variant="sft", xl=True)),
+    TinyModel(
+        "tiny-random/acestep-v15-xl-turbo-diffusers",
+        partial(build_ace_step, variant="turbo", xl=True),
+        published=("ACE-Step/acestep-v15-xl-turbo-diffusers",),
+    ),
+    TinyModel(
+        "tiny-random/acestep-v15-xl-sft-diffusers",
+        partial(build_ace_step, variant="sft", xl=True),
+        published=("ACE-Step/acestep-v15-xl-sft-diffusers",),
+    ),
+    TinyModel(
+        "tiny-random/acestep-v15-xl-base-diffusers",
+        partial(build_ace_step, variant="base", xl=True),
+        serves_contract=False,  # the XL architecture is served by the two above
+        published=("ACE-Step/acestep-v15-xl-base-diffusers",),
+    ),
 )
 
 CONTRACT = ContractCase(

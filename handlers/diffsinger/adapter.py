@@ -24,7 +24,7 @@ from handlers.diffsinger.lyrics import (
     timed_phonemes,
 )
 from handlers.diffsinger.runner import Controls, Note, Segment, Synthesizer
-from handlers.diffsinger.schema import DiffSingerRequest, DsSegment
+from handlers.diffsinger.schema import DiffSingerRequest, DsSegment, lyric_words
 from handlers.diffsinger.voicebank import Dictionary, Voicebank, load_voicebank
 from shared.adapter import JobContext, ModelAdapter, Prediction
 from shared.audio import Audio
@@ -103,13 +103,13 @@ class DiffSinger(ModelAdapter[DiffSingerRequest, DiffSingerConfig]):
         field = "text" if request.text is not None else "lyrics"
         if self.synthesizer.dur is None:
             raise InputError(
-                f"{field}: this bank has no timing model (dsdur/) to place phonemes on notes; "
-                "send a .ds score with every phoneme's duration"
+                f"{field}: this bank has no timing model (dsdur/, or dur in its dsconfig.yaml) to place phonemes "
+                "on notes; send a .ds score with every phoneme's duration"
             )
         if request.text is not None:
             notes = melody_for_text(request.text, request.key, request.bpm or 120.0)
         else:
-            words = iter(request.lyrics.split())
+            words = iter(lyric_words(request.lyrics, "lyrics"))
             beat = request.beat_seconds()
             notes = [
                 SungNote(note.pitch, note.duration * beat, next(words) if note.pitch is not None else None)
@@ -137,16 +137,20 @@ class DiffSinger(ModelAdapter[DiffSingerRequest, DiffSingerConfig]):
         return segments
 
     def _dictionary(self, language: str | None, field: str) -> tuple[Dictionary, str]:
-        """The timing model's dictionary for the language (dsdict-<language>.yaml, else dsdict.yaml)."""
+        """The timing model's dictionary for the language (dsdict-<language>.yaml, else dsdict.yaml); by
+        default the bank's first language whose dictionary is not disabled."""
         known = self.bank.languages
+        disabled = self.bank.disabled_languages
         if language is not None and known and language not in known:
             raise InputError(f"language: {language} is not one of this bank's ({', '.join(known)})")
-        language = language or (known[0] if known else "")
+        if language is None:
+            language = next((name for name in known if name not in disabled), known[0] if known else "")
+        if language in disabled:
+            raise InputError(f"language: {language} is disabled: its dictionary failed to load ({disabled[language]})")
         dictionary = self.bank.dictionaries.get(language) or self.bank.dictionaries.get("")
         if dictionary is None:
-            raise InputError(
-                f"{field}: this bank has no dictionary for {language or 'its language'} (dsdur/dsdict*.yaml)"
-            )
+            where = self.bank.dur.folder.relative_to(self.bank.folder) / "dsdict*.yaml"
+            raise InputError(f"{field}: this bank has no dictionary for {language or 'its language'} ({where})")
         return dictionary, language
 
     def _speaker_mix(self, speaker: str | None, weights: dict[str, float] | None, field: str) -> dict[str, float]:

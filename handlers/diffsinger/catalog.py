@@ -2,11 +2,14 @@
 
 Banks and vocoders come as zip files (OpenUtau's packages), not hub repositories: the populator unpacks
 one (`--from FILE_OR_URL`) and `install` puts each bank or vocoder it holds where the worker reads it,
-then reads the bank as the worker will.
+then reads the bank as the worker will. A vocoder is named as OpenUtau names an installed dependency
+package (PackageManager.cs): by its oudep.yaml's `id` (older packages: `name`), which is the folder a bank's
+`vocoder:` names; else by vocoder.yaml's `name`, else by its folder.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -15,6 +18,9 @@ import yaml
 from shared.volume import VolumeCatalog
 
 WORKER = "diffsinger"
+# A name read from an archive's YAML becomes a folder on the volume: one plain path component, nothing that
+# climbs out of vocoders/ (`..`) or hides (a leading dot).
+FOLDER_NAME = re.compile(r"(?!.*\.\.)[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
 def _outermost(paths: list[Path]) -> list[Path]:
@@ -40,13 +46,37 @@ def install(unpacked: Path, volume_root: Path, name: str | None) -> list[Path]:
         raise ValueError("--name: the archive holds several banks or vocoders; install it without --name")
     root = volume_root / WORKER
     installed = []
-    for vocoder in vocoders:
-        config = yaml.safe_load((vocoder / "vocoder.yaml").read_text(encoding="utf-8")) or {}
-        installed.append(_move(vocoder, root / "vocoders" / (name or str(config.get("name") or vocoder.name))))
+    names = [name or _vocoder_name(vocoder) for vocoder in vocoders]  # every name checked before anything moves
+    for vocoder, vocoder_name in zip(vocoders, names, strict=True):
+        installed.append(_move(vocoder, root / "vocoders" / vocoder_name))
     for bank in banks:
         installed.append(_move(bank, root / "voicebanks" / (name or bank.name)))
         load_voicebank(installed[-1], root / "vocoders")  # the worker's own reading, now: not at its start
     return installed
+
+
+def _vocoder_name(folder: Path) -> str:
+    """oudep.yaml's id (or its older name) beside vocoder.yaml, else vocoder.yaml's name, else the folder's."""
+    for file, keys in (("oudep.yaml", ("id", "name")), ("vocoder.yaml", ("name",))):
+        path = folder / file
+        if not path.is_file():
+            continue
+        try:
+            config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise ValueError(f"{file}: not readable YAML ({exc})") from exc
+        if not isinstance(config, dict):
+            raise ValueError(f"{file}: expected a mapping of keys at the top level")
+        for key in keys:
+            if config.get(key):
+                value = str(config[key])
+                if not FOLDER_NAME.fullmatch(value):
+                    raise ValueError(
+                        f"{file} {key}: must be one folder name of letters, digits, '.', '_' and '-', "
+                        f"without '..' (got {value!r})"
+                    )
+                return value
+    return folder.name
 
 
 def _move(source: Path, target: Path) -> Path:

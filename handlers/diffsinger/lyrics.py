@@ -1,10 +1,11 @@
 """Lyrics on notes -> a segment with every phoneme timed, as OpenUtau's DiffSinger phonemizer does it.
 
-Words become phonemes through the bank's dictionary (dsdur/dsdict*.yaml). A word's vowels start on its
-notes: the consonants before a vowel are sung at the end of the previous note (or of the lead-in), so
-each vowel lands on its note's onset. The bank's duration model predicts every phoneme's length; the
-phonemes between two note onsets are then scaled to fill exactly the time between them. Text alone is
-sung on a default melody (`melody_for_text`).
+Words become phonemes as OpenUtau's DiffSinger phonemizers make them: the phonemes a word spells in brackets
+(`read[r eh d]`), else the bank's dictionary (dsdict*.yaml beside its timing model), else the word itself when
+it is one of the bank's phonemes. A word's vowels start on its notes: the consonants before a vowel are sung
+at the end of the previous note (or of the lead-in), so each vowel lands on its note's onset. The bank's
+duration model predicts every phoneme's length; the phonemes between two note onsets are then scaled to fill
+exactly the time between them. Text alone is sung on a default melody (`melody_for_text`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from handlers.diffsinger.schema import PHONETIC_HINT, phonetic_hint
 from handlers.diffsinger.voicebank import Dictionary, StageConfig
 from shared.errors import InputError
 
@@ -53,11 +55,13 @@ def melody_for_text(text: str, key_midi: float, bpm: float) -> list[SungNote]:
     """One word per beat on a contour of the major scale from `key_midi`; punctuation rests half a beat,
     and the last word holds two beats."""
     beat = 60.0 / bpm
-    tokens = re.findall(r"[^\W_]+(?:'[^\W_]+)*|[.,!?;:]", text)
+    word = r"[^\W_]+(?:'[^\W_]+)*"
+    pattern = rf"(?:{word})?{PHONETIC_HINT.pattern}(?:{word})?|{word}|[.,!?;:]"
+    tokens = [match.group(0) for match in re.finditer(pattern, text)]
     notes: list[SungNote] = []
     sung = 0
     for token in tokens:
-        if not token[0].isalnum():
+        if token in ".,!?;:":
             if notes and notes[-1].lyric is not None:
                 notes.append(SungNote(None, beat / 2, None))
             continue
@@ -89,13 +93,38 @@ def split_phrases(notes: list[SungNote]) -> list[tuple[float, list[SungNote]]]:
     return phrases
 
 
+def _as_phoneme(symbol: str, dictionary: Dictionary, stage: StageConfig, language: str) -> str | None:
+    """The bank's phoneme a symbol names, as OpenUtau validates a typed phoneme: declared by the dictionary
+    and known to the timing model, as spelled or else prefixed with the language."""
+    for candidate in [symbol, f"{language}/{symbol}"] if language else [symbol]:
+        if candidate in dictionary.symbols and candidate in stage.phonemes:
+            return candidate
+    return None
+
+
 def _phonemes_of(word: str, dictionary: Dictionary, stage: StageConfig, language: str, field: str) -> list[str]:
-    entry = dictionary.lookup(word)
+    """A word's phonemes in OpenUtau's order: those it spells in brackets, else its dictionary entry, else the
+    word itself when it is a phoneme."""
+    text, spelled = phonetic_hint(word)
+    if spelled is not None:
+        phonemes = []
+        for symbol in spelled:
+            phoneme = _as_phoneme(symbol, dictionary, stage, language)
+            if phoneme is None:
+                raise InputError(f"{field}: {word!r} spells {symbol}, which is not one of this bank's phonemes")
+            phonemes.append(phoneme)
+        return phonemes
+    entry = dictionary.lookup(text)
     if entry is None:
-        raise InputError(f"{field}: {word!r} is not in this bank's dictionary")
+        phoneme = _as_phoneme(text, dictionary, stage, language)
+        if phoneme is None:
+            raise InputError(
+                f"{field}: {word!r} is not in this bank's dictionary; spell its phonemes in brackets: {text}[ph ph]"
+            )
+        return [phoneme]
     phonemes = []
     for symbol in entry:
-        # As OpenUtau validates a phoneme: as spelled, else prefixed with the language.
+        # As OpenUtau validates a dictionary's phoneme: as spelled, else prefixed with the language.
         for candidate in (symbol, f"{language}/{symbol}"):
             if candidate in stage.phonemes:
                 phonemes.append(candidate)

@@ -19,6 +19,9 @@ NOTE_NAME = re.compile(r"^([A-Ga-g])([#b]?)(-?\d+)([+-]\d+)?$")  # C4, D#3, Eb5,
 SEMITONES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 CURVES = ("energy", "breathiness", "voicing", "tension", "gender", "velocity")
 MAX_SEGMENTS = 200
+# OpenUtau's lyric syntax for a word's phonemes: `read[r eh d]` sings r eh d whatever the dictionary says.
+PHONETIC_HINT = re.compile(r"\[([^\[\]]*)\]")
+_LYRIC_WORD = re.compile(r"(?:[^\s\[\]]|\[[^\[\]]*\])+")  # whitespace splits words, except inside brackets
 
 
 def note_to_midi(name: str) -> float | None:
@@ -145,6 +148,27 @@ class DsSegment(BaseModel):
         return self
 
 
+def lyric_words(text: str, field: str) -> list[str]:
+    """The words of lyrics, a word's [phonemes] kept with it: `read[r eh d] it` is two words."""
+    if re.search(r"[\[\]]", PHONETIC_HINT.sub("", text)):
+        raise ValueError(f"{field}: a [ without its ] or a ] without its [; brackets spell a word's phonemes: a[ah]")
+    words = _LYRIC_WORD.findall(text)
+    for word in words:
+        if len(PHONETIC_HINT.findall(word)) > 1:
+            raise ValueError(f"{field}: {word!r} spells its phonemes twice; one [...] per word")
+    return words
+
+
+def phonetic_hint(word: str) -> tuple[str, list[str] | None]:
+    """A word and the phonemes its brackets spell, as OpenUtau splits a lyric; None without brackets, or
+    with empty ones (then the dictionary reads the word, as in OpenUtau)."""
+    match = PHONETIC_HINT.search(word)
+    if match is None:
+        return word, None
+    spelled = match.group(1).split()
+    return (word[: match.start()] + word[match.end() :]).strip(), spelled or None
+
+
 def _pitch(value: Any) -> Any:
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else note_to_midi(str(value))
 
@@ -175,17 +199,28 @@ class DiffSingerRequest(JobRequest):
         | None
     ) = Field(None, description="A .ds score: one segment or a list of them, sung and mixed at their offsets.")
     lyrics: Lyrics | None = Field(
-        None, description="Words, one per sung note of `notes` (rests take none); + carries a word onto its note."
+        None,
+        description="Words, one per sung note of `notes` (rests take none); + carries a word onto its note. "
+        "A word may spell its phonemes in brackets, as OpenUtau lyrics do: read[r eh d], or [r eh d] alone; "
+        "a word missing from the bank's dictionary that is itself a phoneme is sung as that phoneme.",
     )
     notes: Annotated[list[NoteSpec], Field(min_length=1, max_length=5000)] | None = Field(
         None, description="The melody for lyrics: [{pitch, duration}], rests included."
     )
     bpm: float | None = Field(None, ge=20, le=400, description="Tempo: note durations (and text) in beats.")
-    text: Lyrics | None = Field(None, description="Words alone, sung on a default melody in `key` at `bpm`.")
+    text: Lyrics | None = Field(
+        None,
+        description="Words alone, sung on a default melody in `key` at `bpm`; a word may spell its phonemes "
+        "in brackets as in lyrics: read[r eh d].",
+    )
     key: Annotated[float, BeforeValidator(_pitch), Field(ge=36, le=84)] = Field(
         60.0, description="Tonic of the default melody for text: a note name or MIDI number (default C4, 60)."
     )
-    language: str | None = Field(None, description="The lyrics' language, for banks with several.")
+    language: str | None = Field(
+        None,
+        description="The lyrics' language, for banks with several: which dictionary and phoneme prefix; "
+        "default: the bank's first language not disabled (a broken dsdict-<language>.yaml disables it).",
+    )
     model: Literal["diffsinger"] | None = Field(None, description="Accepted for clients that name the model.")
     speaker: str | None = Field(None, description="One of the bank's speakers; default: its first.")
     speaker_mix: dict[str, Annotated[float, Field(ge=0, le=1)]] | None = Field(
@@ -212,8 +247,10 @@ class DiffSingerRequest(JobRequest):
             raise ValueError("ds, lyrics (with notes) or text: give exactly one of them")
         if (self.lyrics is None) != (self.notes is None):
             raise ValueError("lyrics and notes: give both (one word per sung note)")
+        if self.text is not None:
+            lyric_words(self.text, "text")  # for its bracket errors
         if self.lyrics is not None:
-            words = self.lyrics.split()
+            words = lyric_words(self.lyrics, "lyrics")
             sung = sum(note.pitch is not None for note in self.notes)
             if len(words) != sung:
                 raise ValueError(f"lyrics: {len(words)} words for {sung} sung notes (rests take no word)")
@@ -242,7 +279,7 @@ class DiffSingerRequest(JobRequest):
             return max(segment.offset + sum(segment.durations()) for segment in self.ds)
         if self.notes is not None:
             return sum(note.duration for note in self.notes) * self.beat_seconds()
-        return 2.5 * self.beat_seconds() * len(self.text.split())
+        return 2.5 * self.beat_seconds() * len(lyric_words(self.text, "text"))
 
 
 DiffSingerRequest.model_rebuild()

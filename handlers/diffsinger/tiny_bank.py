@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -773,3 +774,42 @@ def build_legacy_bank(target: Path, size: str = "tiny") -> None:
         )
         _export(_SingleSpeakerDuration(spec), folder / "dur.onnx", *_dur_spec(hidden, speakers=False))
     _readable(target)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Variants of a built bank, in layouts published banks ship.
+
+# Words of the main bank's Japanese symbols, for a dictionary of that language alone.
+JAPANESE_WORDS: dict[str, list[str]] = {"sakana": ["s", "a", "k", "a", "n", "a"], "neko": ["n", "e", "k", "o"]}
+
+
+def move_timing_to_root(bank: Path) -> None:
+    """The main bank without dsdur/: its graphs and dictionary beside the acoustic model and their keys in the root
+    dsconfig.yaml, the layout OpenUtau's phonemizer falls back to (the tables and speakers are the root's)."""
+    timing = bank / "dsdur"
+    keys = yaml.safe_load((timing / "dsconfig.yaml").read_text(encoding="utf-8"))
+    for name in ("linguistic.onnx", "dur.onnx", "dsdict.yaml"):
+        shutil.move(timing / name, bank / name)
+    shutil.rmtree(timing)
+    root = yaml.safe_load((bank / "dsconfig.yaml").read_text(encoding="utf-8"))
+    _write_yaml(bank / "dsconfig.yaml", root | {key: keys[key] for key in ("linguistic", "dur", "predict_dur")})
+
+
+def write_language_dictionary(folder: Path, language: str, words: dict[str, list[str]]) -> None:
+    """dsdict-<language>.yaml for the main bank: the symbols of that language and `words` spelled in them."""
+    prefix = f"{language}/"
+    _write_yaml(
+        folder / f"dsdict-{language}.yaml",
+        {
+            "symbols": [
+                {"symbol": s, "type": _symbol_type(s)} for s in _symbols(languages=True) if s.startswith(prefix)
+            ],
+            "entries": [{"grapheme": word, "phonemes": [prefix + p for p in phs]} for word, phs in words.items()],
+        },
+    )
+
+
+def write_oudep(folder: Path, package_id: str) -> None:
+    """oudep.yaml, the manifest of an OpenUtau dependency package (.oudep): OpenUtau installs the package as
+    Dependencies/<id>/, the name a bank's `vocoder:` gives."""
+    _write_yaml(folder / "oudep.yaml", {"id": package_id, "version": "1.0.0", "description": "tiny random vocoder"})

@@ -1,7 +1,9 @@
 """A DiffSinger voicebank as OpenUtau users unzip it: configs, phoneme tables, dictionaries, speakers, vocoder.
 
 Read once at start-up, before any graph loads: a missing file, a malformed table or a vocoder whose mel
-parameters differ from the acoustic model's is a ModelFilesError that names the file and the rule.
+parameters differ from the acoustic model's is a ModelFilesError that names the file and the rule. A broken
+dictionary of one language (dsdict-<lang>.yaml) only disables that language, with a warning: OpenUtau loads
+each language's dictionary in its own phonemizer, so such a bank works there for its other languages.
 Defaults follow OpenUtau's reader (DiffSingerConfig.cs): only predict_dur, predict_energy and
 predict_breathiness are true when absent.
 """
@@ -15,10 +17,10 @@ from typing import Any
 
 import numpy as np
 import yaml
+from loguru import logger
 
 from shared.errors import ModelFilesError
 
-STAGES = ("dsdur", "dspitch", "dsvariance")
 VARIANCES = ("energy", "breathiness", "voicing", "tension")  # the order of the variance graph's retake axis
 SILENCES = ("SP", "AP")  # always present, never language-prefixed, always vowels for timing
 TRUE_WHEN_ABSENT = frozenset({"predict_dur", "predict_energy", "predict_breathiness"})
@@ -83,9 +85,11 @@ class MelSpec:
 
 @dataclass(frozen=True)
 class Dictionary:
-    """A dsdict: graphemes to phonemes, and which symbols are vowels and glides."""
+    """A dsdict: graphemes to phonemes, the symbols it declares (SP and AP always), and which are vowels and
+    glides."""
 
     entries: dict[str, tuple[str, ...]]
+    symbols: frozenset[str]
     vowels: frozenset[str]
     glides: frozenset[str]
 
@@ -103,8 +107,11 @@ class Dictionary:
                 raise ModelFilesError(f"{path}: every item of entries needs a grapheme and its phonemes")
             # As OpenUtau reads it: phonemes that are not declared symbols are dropped.
             entries[str(entry["grapheme"])] = tuple(str(p) for p in entry.get("phonemes") or [] if str(p) in kinds)
+        if not kinds and not entries:
+            raise ModelFilesError(f"{path}: no symbols and no entries")
         vowels = {symbol for symbol, kind in kinds.items() if kind == "vowel"} | set(SILENCES)
-        return cls(entries, frozenset(vowels), frozenset(s for s, kind in kinds.items() if kind in GLIDE_TYPES))
+        glides = frozenset(symbol for symbol, kind in kinds.items() if kind in GLIDE_TYPES)
+        return cls(entries, frozenset(kinds) | set(SILENCES), frozenset(vowels), glides)
 
     def lookup(self, word: str) -> tuple[str, ...] | None:
         return self.entries.get(word) or self.entries.get(word.lower())
@@ -212,6 +219,7 @@ class Voicebank:
     pitch: StageConfig | None
     variance: StageConfig | None
     dictionaries: dict[str, Dictionary]  # language ("" for dsdict.yaml) -> the timing model's dictionary
+    disabled_languages: dict[str, str]  # language -> why its dsdict-<language>.yaml cannot be used
 
     @property
     def name(self) -> str:
@@ -260,6 +268,31 @@ def _vocoder(bank: Path, raw: dict[str, Any], vocoders_root: Path) -> Vocoder:
     return Vocoder(folder, model, MelSpec.read(config, folder / "vocoder.yaml"), bool(config.get("pitch_controllable")))
 
 
+def _timing_stage(folder: Path, acoustic: StageConfig) -> StageConfig | None:
+    """dsdur/ when it has a dsconfig.yaml; else the bank's root, as OpenUtau's phonemizer falls back to it
+    (releases up to 0.1.568), when the root dsconfig.yaml names a duration model. The pitch and variance models
+    have no such fallback in OpenUtau since May 2025: only dspitch/ and dsvariance/ hold them."""
+    if (folder / "dsdur" / "dsconfig.yaml").is_file():
+        return read_stage(folder / "dsdur")
+    return acoustic if acoustic.raw.get("dur") else None
+
+
+def _dictionaries(timing: StageConfig) -> tuple[dict[str, Dictionary], dict[str, str]]:
+    """The timing model's dictionaries by language, beside its dsconfig.yaml, and the languages whose own
+    dictionary is broken. dsdict.yaml serves every language without its own, so it must be sound; a broken
+    dsdict-<language>.yaml disables that language alone (OpenUtau does not fall back to dsdict.yaml for it)."""
+    dictionaries = {"": timing.dictionary} if timing.dictionary is not None else {}
+    disabled: dict[str, str] = {}
+    for path in sorted(timing.folder.glob("dsdict-*.yaml")):
+        language = path.stem.removeprefix("dsdict-")
+        try:
+            dictionaries[language] = Dictionary.read(path)
+        except ModelFilesError as exc:
+            logger.warning("language {} disabled: {}", language, exc)
+            disabled[language] = str(exc)
+    return dictionaries, disabled
+
+
 def load_voicebank(folder: Path, vocoders_root: Path) -> Voicebank:
     acoustic = read_stage(folder)
     acoustic.model("acoustic")
@@ -271,14 +304,10 @@ def load_voicebank(folder: Path, vocoders_root: Path) -> Voicebank:
             f"{folder}: the vocoder in {vocoder.folder} does not match the acoustic model's mel parameters "
             f"({'; '.join(differences)}); use the vocoder the bank was made for"
         )
-    stages = {
-        name: read_stage(folder / name) if (folder / name / "dsconfig.yaml").is_file() else None for name in STAGES
-    }
-    dictionaries = {}
-    if stages["dsdur"] is not None:
-        for path in sorted(stages["dsdur"].folder.glob("dsdict*.yaml")):
-            language = path.stem.removeprefix("dsdict").removeprefix("-")
-            dictionaries[language] = Dictionary.read(path)
-    return Voicebank(
-        folder, acoustic, mel, vocoder, stages["dsdur"], stages["dspitch"], stages["dsvariance"], dictionaries
+    timing = _timing_stage(folder, acoustic)
+    pitch, variance = (
+        read_stage(folder / name) if (folder / name / "dsconfig.yaml").is_file() else None
+        for name in ("dspitch", "dsvariance")
     )
+    dictionaries, disabled = _dictionaries(timing) if timing is not None else ({}, {})
+    return Voicebank(folder, acoustic, mel, vocoder, timing, pitch, variance, dictionaries, disabled)

@@ -103,7 +103,13 @@ def build_heartmula(target: Path, size: str) -> None:
     make_readable(target)  # safetensors writes 0600; the images run as another user
 
 
-TINY_MODELS = (TinyModel("tiny-random/heartmula", build_heartmula),)
+TINY_MODELS = (
+    TinyModel(
+        "tiny-random/heartmula",
+        build_heartmula,
+        published=("HeartMuLa/HeartMuLa-oss-3B-happy-new-year", "HeartMuLa/HeartMuLa-RL-oss-3B-20260123"),
+    ),
+)
 
 CONTRACT = ContractCase(
     job_input={"lyrics": "[Verse]\nla la la", "tags": "piano,happy", "max_duration_ms": 800},

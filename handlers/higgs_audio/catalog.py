@@ -11,4 +11,5 @@ CATALOG = VolumeCatalog(
     repositories=("bosonai/higgs-audio-v2-generation-3B-base", f"bosonai/{TOKENIZER_NAME}"),
     required_files=("config.json", "tokenizer.json", "tokenizer_config.json"),
     companion_folders=("voices",),
+    companion_models=(f"*/{TOKENIZER_NAME}",),
 )

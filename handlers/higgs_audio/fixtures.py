@@ -119,7 +119,13 @@ def _write_voice_preset(folder: Path, name: str) -> None:
     (folder / f"{name}.txt").write_text("This is the demo voice reading a short sentence.\n")
 
 
-TINY_MODELS = (TinyModel("tiny-random/higgs-audio-v2-generation", build_higgs_audio),)
+TINY_MODELS = (
+    TinyModel(
+        "tiny-random/higgs-audio-v2-generation",
+        build_higgs_audio,
+        published=("eustlb/higgs-audio-v2-generation-3B-base",),  # with eustlb/higgs-audio-v2-tokenizer beside it
+    ),
+)
 
 CONTRACT = ContractCase(
     job_input={"transcript": "The contract, spoken.", "max_new_tokens": 40},

@@ -49,7 +49,8 @@ class MusicGen(BatchingAdapter[MusicGenRequest, MusicGenConfig]):
         self.processor = processor_class.from_pretrained(self.model_dir)
         audio_config = self.model.config.audio_encoder
         self.sample_rate = int(audio_config.sampling_rate)
-        self.channels = int(audio_config.audio_channels)
+        # Stereo checkpoints keep a mono EnCodec: the decoder's channels say how many streams it generates.
+        self.channels = int(self.model.decoder.config.audio_channels)
         self.frame_rate = int(audio_config.frame_rate)
         self.hop = self.sample_rate // self.frame_rate
         # The codebook delay pattern spends this many steps before the last codebook's first frame.

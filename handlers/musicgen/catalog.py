@@ -13,4 +13,6 @@ CATALOG = VolumeCatalog(
         "tokenizer.json",
         "tokenizer_config.json",
     ),
+    # audiocraft's own checkpoint format, published beside transformers' weights.
+    never_loaded=("state_dict.bin", "compression_state_dict.bin"),
 )

@@ -51,7 +51,10 @@ def _t5_tokenizer() -> T5TokenizerFast:
     return T5TokenizerFast(vocab=vocab, extra_ids=0)
 
 
-def _musicgen_parts(size: str, tokenizer: T5TokenizerFast, decoder_class=MusicgenDecoderConfig) -> dict:
+def _musicgen_parts(
+    size: str, tokenizer: T5TokenizerFast, decoder_class=MusicgenDecoderConfig, channels: int = 1
+) -> dict:
+    """Stereo checkpoints keep the mono EnCodec and decode two interleaved sets of 4 codebooks."""
     (t_dim, t_layers, t_heads), (d_dim, d_layers, d_heads), (e_hidden, e_filters) = _SIZES[size].values()
     text = T5Config(
         vocab_size=len(tokenizer),
@@ -76,8 +79,8 @@ def _musicgen_parts(size: str, tokenizer: T5TokenizerFast, decoder_class=Musicge
         num_hidden_layers=d_layers,
         num_attention_heads=d_heads,
         ffn_dim=4 * d_dim,
-        num_codebooks=4,
-        audio_channels=1,
+        num_codebooks=4 * channels,
+        audio_channels=channels,
         max_position_embeddings=2048,
         pad_token_id=2048,
         bos_token_id=2048,
@@ -107,35 +110,80 @@ def _published_generation_config(model) -> None:
     )
 
 
-def build_musicgen(target: Path, size: str) -> None:
+def _save_as_published(model, processor, target: Path) -> None:
+    """The published layout: the feature extractor's preprocessor_config.json and the tokenizer's files
+    (transformers 5 would write one processor_config.json instead)."""
+    model.save_pretrained(target)
+    processor.feature_extractor.save_pretrained(target)
+    processor.tokenizer.save_pretrained(target)
+
+
+def _build_musicgen(target: Path, size: str, channels: int) -> None:
     tokenizer = _t5_tokenizer()
-    model = MusicgenForConditionalGeneration(MusicgenConfig(**_musicgen_parts(size, tokenizer)))
+    model = MusicgenForConditionalGeneration(MusicgenConfig(**_musicgen_parts(size, tokenizer, channels=channels)))
     _randomize_codebooks(model.audio_encoder)
     _published_generation_config(model)
     processor = MusicgenProcessor(
-        feature_extractor=EncodecFeatureExtractor(feature_size=1, sampling_rate=32000, padding_value=0.0),
+        # As transformers' conversion script writes it: one feature per channel, padded on the left.
+        feature_extractor=EncodecFeatureExtractor(
+            feature_size=channels, sampling_rate=32000, padding_value=0.0, padding_side="left"
+        ),
         tokenizer=tokenizer,
     )
-    model.save_pretrained(target)
-    processor.save_pretrained(target)
+    _save_as_published(model, processor, target)
 
 
-def build_musicgen_melody(target: Path, size: str) -> None:
+def build_musicgen(target: Path, size: str) -> None:
+    _build_musicgen(target, size, channels=1)
+
+
+def build_musicgen_stereo(target: Path, size: str) -> None:
+    _build_musicgen(target, size, channels=2)
+
+
+def _build_musicgen_melody(target: Path, size: str, channels: int) -> None:
     """musicgen-melody: the decoder is also conditioned on a 12-bin chromagram of the melody audio
     (the published feature extractor settings: n_fft 16384, hop 4096, 30 s chunks)."""
     tokenizer = _t5_tokenizer()
-    config = MusicgenMelodyConfig(**_musicgen_parts(size, tokenizer, MusicgenMelodyDecoderConfig), num_chroma=12)
-    model = MusicgenMelodyForConditionalGeneration(config)
+    parts = _musicgen_parts(size, tokenizer, MusicgenMelodyDecoderConfig, channels)
+    model = MusicgenMelodyForConditionalGeneration(MusicgenMelodyConfig(**parts, num_chroma=12))
     _randomize_codebooks(model.audio_encoder)
     _published_generation_config(model)
     processor = MusicgenMelodyProcessor(feature_extractor=MusicgenMelodyFeatureExtractor(), tokenizer=tokenizer)
-    model.save_pretrained(target)
-    processor.save_pretrained(target)
+    _save_as_published(model, processor, target)
+
+
+def build_musicgen_melody(target: Path, size: str) -> None:
+    _build_musicgen_melody(target, size, channels=1)
+
+
+def build_musicgen_stereo_melody(target: Path, size: str) -> None:
+    _build_musicgen_melody(target, size, channels=2)
 
 
 TINY_MODELS = (
-    TinyModel("tiny-random/musicgen", build_musicgen),
-    TinyModel("tiny-random/musicgen-melody", build_musicgen_melody),
+    TinyModel(
+        "tiny-random/musicgen",
+        build_musicgen,
+        published=("facebook/musicgen-small", "facebook/musicgen-medium", "facebook/musicgen-large"),
+    ),
+    TinyModel(
+        "tiny-random/musicgen-melody",
+        build_musicgen_melody,
+        published=("facebook/musicgen-melody", "facebook/musicgen-melody-large"),
+    ),
+    TinyModel(
+        "tiny-random/musicgen-stereo",
+        build_musicgen_stereo,
+        serves_contract=False,  # the contract's jobs are the mono model's; its own tests cover it
+        published=("facebook/musicgen-stereo-small", "facebook/musicgen-stereo-medium", "facebook/musicgen-stereo-large"),
+    ),
+    TinyModel(
+        "tiny-random/musicgen-stereo-melody",
+        build_musicgen_stereo_melody,
+        serves_contract=False,
+        published=("facebook/musicgen-stereo-melody", "facebook/musicgen-stereo-melody-large"),
+    ),
 )
 
 CONTRACT = ContractCase(

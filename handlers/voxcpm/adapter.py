@@ -63,17 +63,30 @@ def _lora_config(path: Path, alpha: int | None) -> LoRAConfig:
     )
 
 
+# The files the library reads, in its order of preference: safetensors, else the pickled form openbmb ships
+# (audiovae.pth beside model.safetensors in VoxCPM2), loaded with torch.load(weights_only=True) as it does.
+_WEIGHT_FILES = (("", ("model.safetensors", "pytorch_model.bin")), ("audio_vae.", ("audiovae.safetensors", "audiovae.pth")))
+
+
+def _stored_names(path: Path) -> set[str]:
+    if path.suffix == ".safetensors":
+        with safe_open(path, framework="pt") as weights:
+            return set(weights.keys())  # noqa: SIM118 (safe_open is not a dict)
+    checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    return set(checkpoint.get("state_dict", checkpoint))
+
+
 def _verify_complete(model: torch.nn.Module, folder: Path, populate: str) -> None:
     """The library loads weights non-strictly: refuse a checkpoint that leaves any weight unloaded."""
     stored: set[str] = set()
-    for file_name, prefix in (("model.safetensors", ""), ("audiovae.safetensors", "audio_vae.")):
-        with safe_open(folder / file_name, framework="pt") as weights:
-            stored.update(prefix + key for key in weights.keys())  # noqa: SIM118 (safe_open is not a dict)
+    for prefix, names in _WEIGHT_FILES:
+        path = next(folder / name for name in names if (folder / name).is_file())
+        stored.update(prefix + name for name in _stored_names(path))
     missing = sorted(name for name, _ in model.named_parameters() if "lora_" not in name and name not in stored)
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise ModelFilesError(
-            f"model folder {folder} is incomplete: {len(missing)} weight(s) missing from its safetensors "
+            f"model folder {folder} is incomplete: {len(missing)} weight(s) missing from its weight files "
             f"({shown}); re-populate it with: {populate}"
         )
 

@@ -110,6 +110,10 @@ def _build_voxcpm(target: Path, size: str, architecture: str) -> None:
     save_file(vae, target / "audiovae.safetensors")
     (target / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     tokenizer.save_pretrained(target)
+    # openbmb's tokenizer_config.json lists the audio tokens in list form (older loaders crashed on it).
+    tokenizer_config = json.loads((target / "tokenizer_config.json").read_text())
+    tokenizer_config["extra_special_tokens"] = list(VOXCPM_SPECIAL_TOKENS)
+    (target / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2) + "\n")
 
 
 def _never_stop(model) -> None:
@@ -150,8 +154,8 @@ def build_voxcpm_lora(model_dir: Path, target: Path, rank: int = 4) -> Path:
 LONG_TEXT = " ".join(["A long read, sentence after sentence, to keep the model speaking."] * 8)
 
 TINY_MODELS = (
-    TinyModel("tiny-random/VoxCPM2", build_voxcpm2),
-    TinyModel("tiny-random/VoxCPM1.5", build_voxcpm15),
+    TinyModel("tiny-random/VoxCPM2", build_voxcpm2, published=("openbmb/VoxCPM2",)),
+    TinyModel("tiny-random/VoxCPM1.5", build_voxcpm15, published=("openbmb/VoxCPM1.5",)),
 )
 
 CONTRACT = ContractCase(

@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from loguru import logger
 
 from handlers.diffsinger.adapter import DiffSinger
+from handlers.diffsinger.tiny_bank import JAPANESE_WORDS, move_timing_to_root, write_language_dictionary
 from shared.pipeline import Worker
 from shared.settings import Settings
 
@@ -27,6 +29,14 @@ LENGTH = 2.08  # seconds of the test segment
 @pytest.fixture(scope="module")
 def banks(tiny_volume) -> Path:
     return tiny_volume.ensure("diffsinger")
+
+
+@pytest.fixture
+def bank_copy(banks, tmp_path) -> Path:
+    """A copy of the tiny bank, in a volume of its own (tmp_path), that a test may rearrange."""
+    folder = tmp_path / "diffsinger" / "voicebanks" / "copy"
+    shutil.copytree(banks / "diffsinger" / "voicebanks" / "tiny-random-bank", folder)
+    return folder
 
 
 def _worker(banks: Path, tmp_path: Path, model_id: str = "tiny-random-bank") -> Worker:
@@ -180,14 +190,61 @@ def test_lyrics_need_the_banks_timing_model(tiny_volume, tmp_path):
     shutil.rmtree(bank / "dsdur")
     worker = _worker(tmp_path, tmp_path, "no-dur")
     assert worker.run({"id": "l", "input": LYRICS})["error"] == (
-        "lyrics: this bank has no timing model (dsdur/) to place phonemes on notes; "
-        "send a .ds score with every phoneme's duration"
+        "lyrics: this bank has no timing model (dsdur/, or dur in its dsconfig.yaml) to place phonemes "
+        "on notes; send a .ds score with every phoneme's duration"
     )
     assert "outputs" in worker.run({"id": "d", "input": {"ds": SEGMENT, "steps": 2}})
 
 
+def test_a_bank_without_dsdur_times_lyrics_with_the_models_in_its_root(bank_copy, tmp_path):
+    move_timing_to_root(bank_copy)
+    result = _worker(tmp_path, tmp_path, "copy").run({"id": "l", "input": LYRICS})
+    assert result["details"]["phonemes"] == "SP en/hh en/ah en/l en/ow SP | SP en/w en/er en/l en/d SP"
+    assert result["outputs"][0]["duration_seconds"] == pytest.approx(2.25 + 0.3)
+
+
+@pytest.mark.parametrize("broken", ["entries: [unclosed", ""], ids=["malformed", "empty"])
+def test_a_broken_language_dictionary_disables_that_language_alone(bank_copy, tmp_path, broken):
+    write_language_dictionary(bank_copy / "dsdur", "ja", JAPANESE_WORDS)
+    broken_dictionary = bank_copy / "dsdur" / "dsdict-en.yaml"
+    broken_dictionary.write_text(broken)
+    warned: list[str] = []
+    sink = logger.add(lambda message: warned.append(message.record["message"]), level="WARNING")
+    try:
+        worker = _worker(tmp_path, tmp_path, "copy")
+        worker.start()
+    finally:
+        logger.remove(sink)
+    assert any(line.startswith(f"language en disabled: {broken_dictionary}: ") for line in warned), warned
+    error = worker.run({"id": "en", "input": LYRICS | {"language": "en"}})["error"]
+    assert error.startswith(f"language: en is disabled: its dictionary failed to load ({broken_dictionary}: ")
+    japanese = LYRICS | {"lyrics": "sakana + neko"}
+    sung = "SP ja/s ja/a ja/k ja/a ja/n ja/a SP | SP ja/n ja/e ja/k ja/o SP"
+    assert worker.run({"id": "ja", "input": japanese | {"language": "ja"}})["details"]["phonemes"] == sung
+    assert worker.run({"id": "default", "input": japanese})["details"]["phonemes"] == sung  # the first that serves
+    assert "outputs" in worker.run({"id": "ds", "input": {"ds": SEGMENT, "steps": 2}})
+
+
+def test_words_spell_their_phonemes_in_brackets_as_in_openutau(banks, tmp_path):
+    worker = _worker(banks, tmp_path)
+    assert np.array_equal(_sing(worker, LYRICS | {"lyrics": "[hh ah l ow] + world"}), _sing(worker, LYRICS))
+    spelled = LYRICS | {"lyrics": "hello + tide[t ay d]"}  # not in the dictionary, or spelled otherwise
+    assert worker.run({"id": "s", "input": spelled})["details"]["phonemes"].endswith("| SP en/t en/ay en/d SP")
+    # Prefixed as spelled, else by the language; a word that is itself a phoneme is sung as that phoneme.
+    result = worker.run({"id": "t", "input": {"text": "ah [en/hh ay] [ja/k ja/a]", "steps": 2}})
+    assert result["details"]["phonemes"] == "SP en/ah en/hh en/ay ja/k ja/a SP"
+    result = worker.run({"id": "j", "input": {"text": "[k a]", "language": "ja", "steps": 2}})
+    assert result["details"]["phonemes"] == "SP ja/k ja/a SP"
+
+
 SUNG_BAD_INPUTS = [
-    ({"text": "hello xyzzy"}, "text: 'xyzzy' is not in this bank's dictionary"),
+    (
+        {"text": "hello xyzzy"},
+        "text: 'xyzzy' is not in this bank's dictionary; spell its phonemes in brackets: xyzzy[ph ph]",
+    ),
+    ({"text": "tide[t ay zz]"}, "text: 'tide[t ay zz]' spells zz, which is not one of this bank's phonemes"),
+    (LYRICS | {"lyrics": "hello + [w er l"}, "lyrics: a [ without its ] or a ] without its ["),
+    ({"text": "a[ah][ah]"}, "text: 'a[ah][ah]' spells its phonemes twice; one [...] per word"),
     (LYRICS | {"lyrics": "hello + moon"}, "lyrics: 'moon' is not in this bank's dictionary"),
     (LYRICS | {"language": "fr"}, "language: fr is not one of this bank's (en, ja)"),
     (LYRICS | {"lyrics": "hello world"}, "lyrics: 2 words for 3 sung notes (rests take no word)"),

@@ -9,19 +9,27 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
+from handlers.diffsinger.tiny_bank import write_oudep
+from handlers.diffsinger.voicebank import load_voicebank
 from scripts.populate_volume import main
 
 pytestmark = pytest.mark.tiny
 
 
 def _zip(folder: Path, archive: Path, inside: str) -> Path:
-    """The folder zipped as OpenUtau packages ship: under one top folder named `inside`."""
+    """The folder zipped as OpenUtau packages ship: under one top folder named `inside`, or at the top ("")."""
     with zipfile.ZipFile(archive, "w") as packed:
         for path in sorted(folder.rglob("*")):
             if path.is_file():
-                packed.write(path, f"{inside}/{path.relative_to(folder)}")
+                packed.write(path, (Path(inside) / path.relative_to(folder)).as_posix())
     return archive
+
+
+def _rename_vocoder(vocoder: Path, name: str) -> None:
+    config = vocoder / "vocoder.yaml"
+    config.write_text(yaml.safe_dump(yaml.safe_load(config.read_text()) | {"name": name}))
 
 
 @pytest.fixture
@@ -48,6 +56,44 @@ def test_a_bank_needing_a_shared_vocoder_then_the_vocoder(packages, tmp_path, ca
     assert "already exists: remove it first, or install under another --name" in capsys.readouterr().err
     assert main(["diffsinger", "--from", str(packages["bank"]), "--name", "alto", "--volume", str(volume)]) == 0
     assert (volume / "diffsinger" / "voicebanks" / "alto" / "dsconfig.yaml").stat().st_mode & 0o444 == 0o444
+
+
+def test_a_vocoder_package_is_named_by_its_oudep_yaml_as_openutau_names_it(packages, tmp_path):
+    volume = tmp_path / "volume"
+    assert main(["diffsinger", "--from", str(packages["bank"]), "--volume", str(volume)]) == 1  # no vocoder yet
+    vocoder = tmp_path / "src" / "tiny_vocoder"
+    _rename_vocoder(vocoder, "nsf_hifigan")  # vocoder.yaml's own name is not what banks give
+    write_oudep(vocoder, "tiny_vocoder")
+    assert main(["diffsinger", "--from", str(_zip(vocoder, tmp_path / "v.oudep", "")), "--volume", str(volume)]) == 0
+    vocoders = volume / "diffsinger" / "vocoders"
+    assert [folder.name for folder in vocoders.iterdir()] == ["tiny_vocoder"]
+    assert load_voicebank(volume / "diffsinger" / "voicebanks" / "Tiny Bank", vocoders).vocoder.folder.name == (
+        "tiny_vocoder"
+    )
+
+
+@pytest.mark.parametrize(
+    ("file", "bad_name"),
+    [
+        ("vocoder.yaml", lambda root: "../../../escaped"),
+        ("oudep.yaml", lambda root: str(root / "escaped")),  # an absolute path would replace vocoders/ whole
+        ("oudep.yaml", lambda root: ".."),
+    ],
+    ids=["climbing", "absolute", "parent"],
+)
+def test_a_vocoder_name_that_is_no_folder_name_is_refused(packages, tmp_path, capsys, file, bad_name):
+    vocoder = tmp_path / "src" / "tiny_vocoder"
+    if file == "oudep.yaml":
+        write_oudep(vocoder, bad_name(tmp_path))
+    else:
+        _rename_vocoder(vocoder, bad_name(tmp_path))
+    volume = tmp_path / "volume"
+    with pytest.raises(SystemExit):
+        main(["diffsinger", "--from", str(_zip(vocoder, tmp_path / "v.zip", "x")), "--volume", str(volume)])
+    key = "id" if file == "oudep.yaml" else "name"
+    assert f"{file} {key}: must be one folder name of letters, digits, '.', '_' and '-'" in capsys.readouterr().err
+    assert not (tmp_path / "escaped").exists()
+    assert not (volume / "diffsinger" / "vocoders").exists()  # nothing moved anywhere
 
 
 def test_a_bank_from_a_url(packages, tmp_path, capsys):

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from handlers.diffsinger.adapter import DiffSinger
-from handlers.diffsinger.tiny_bank import SPEAKERS
+from handlers.diffsinger.tiny_bank import SPEAKERS, move_timing_to_root
 from handlers.diffsinger.voicebank import load_voicebank
 from shared.pipeline import Worker
 from shared.serving import StartupFailure, start_worker
@@ -82,6 +82,23 @@ def test_broken_files_are_named(bank):
     )
     _edit_yaml(bank / "dsconfig.yaml", acoustic="dsvocoder/vocoder.onnx")  # a graph that takes other inputs
     assert "the acoustic graph takes mel, which this worker cannot provide" in _start_error(bank)
+
+
+def test_without_dsdur_the_root_is_the_timing_model_if_it_names_one(bank):
+    move_timing_to_root(bank)
+    read = load_voicebank(bank, bank.parents[1] / "vocoders")
+    assert read.dur is read.acoustic and read.dictionaries[""].lookup("hello")  # the dsdict.yaml beside it
+    assert read.pitch.folder == bank / "dspitch"  # the other stages keep their own folders
+    _edit_yaml(bank / "dsconfig.yaml", dur=None)
+    assert load_voicebank(bank, bank.parents[1] / "vocoders").dur is None
+
+
+def test_a_broken_main_dictionary_is_a_start_up_error(bank):
+    main = bank / "dsdur" / "dsdict.yaml"  # every language without a dictionary of its own reads it
+    main.write_text("symbols: []\n")
+    assert _start_error(bank) == f"{main}: no symbols and no entries"
+    main.write_text("entries: [unclosed")
+    assert _start_error(bank).startswith(f"{main}: not readable YAML")
 
 
 def test_a_broken_bank_is_the_answer_of_every_job(bank, monkeypatch):

@@ -8,7 +8,7 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 
-from scripts.populate_volume import populate
+from scripts.populate_volume import Hub, populate
 
 pytestmark = pytest.mark.unit
 LISTED = {
@@ -44,7 +44,7 @@ def downloads(monkeypatch) -> list[tuple]:
 
 def test_the_default_checkpoint_is_assembled_with_its_codec(tmp_path, downloads):
     folder = tmp_path / "heartmula" / "HeartMuLa" / "HeartMuLa-oss-3B-happy-new-year"
-    assert populate("heartmula", ("HeartMuLa/HeartMuLa-oss-3B-happy-new-year",), tmp_path, "v1") == [folder]
+    assert populate("heartmula", ("HeartMuLa/HeartMuLa-oss-3B-happy-new-year",), tmp_path, "v1", Hub()) == [folder]
     assert downloads == [
         ("HeartMuLa/HeartMuLaGen", None, folder, ["gen_config.json", "tokenizer.json"]),
         ("HeartMuLa/HeartMuLa-oss-3B-happy-new-year", "v1", folder / "HeartMuLa-oss-3B", LISTED[downloads[1][0]]),
@@ -53,7 +53,7 @@ def test_the_default_checkpoint_is_assembled_with_its_codec(tmp_path, downloads)
 
 
 def test_the_first_release_gets_the_codec_released_with_it(tmp_path, downloads):
-    populate("heartmula", ("HeartMuLa/HeartMuLa-oss-3B",), tmp_path, None)
+    populate("heartmula", ("HeartMuLa/HeartMuLa-oss-3B",), tmp_path, None, Hub())
     assert [repo for repo, *_ in downloads] == [
         "HeartMuLa/HeartMuLaGen",
         "HeartMuLa/HeartMuLa-oss-3B",
