@@ -207,8 +207,7 @@ def installed_models(worker: str, volume: Path) -> list[str]:
 
 
 def verify_model(worker: str, volume: Path, model_id: str, output_dir: Path) -> tuple[bool, str]:
-    """The worker's start-up on one checkpoint, then one short job (its test_input.json): (ok, what happened)."""
-    import json
+    """The worker's start-up on one checkpoint, then one short job (the adapter's example): (ok, what happened)."""
     import time
 
     from shared.pipeline import Worker
@@ -217,7 +216,6 @@ def verify_model(worker: str, volume: Path, model_id: str, output_dir: Path) -> 
     settings = read_settings(Settings).model_copy(
         update={"volume_root": volume, "model_id": model_id, "model_dir": None, "output_dir": output_dir}
     )
-    job_input = json.loads((workers.HANDLERS / worker / "test_input.json").read_text())["input"]
     started = time.monotonic()
     try:
         checked = Worker(workers.adapter_class(worker), settings)
@@ -225,11 +223,13 @@ def verify_model(worker: str, volume: Path, model_id: str, output_dir: Path) -> 
     except Exception as exc:  # the worker would answer every job with this
         return False, f"start-up failed: {exc}"
     loaded = time.monotonic() - started
+    with checked.cache.use() as (adapter, _):
+        job_input = adapter.example_input()
     result = checked.run({"id": "verify", "input": {**job_input, "return_base64": True}})
     if "error" in result:
         return False, f"loaded in {loaded:.1f} s; the job failed: {result['error']}"
     seconds = sum(output["duration_seconds"] for output in result["outputs"])
-    return True, f"loaded in {loaded:.1f} s; {seconds:.1f} s of audio in {result['timings_s']['total']:.1f} s"
+    return True, f"loaded in {loaded:.1f} s; {seconds:.1f} s of audio in {result["timings_s"]["total"]:.2f} s"
 
 
 def verify(worker: str, volume: Path, model_ids: tuple[str, ...]) -> int:
@@ -283,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for repo_id in repo_ids:
             target_folder(args.volume, args.worker, repo_id)
-        populate(args.worker, repo_ids, args.volume, args.revision, HubCache(args.hub_cache) if args.hub_cache else Hub())
+        populate(
+            args.worker, repo_ids, args.volume, args.revision, HubCache(args.hub_cache) if args.hub_cache else Hub()
+        )
     except ValueError as exc:
         parser.error(str(exc))
     return 0

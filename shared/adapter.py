@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from shared.schemas import AudioLabel, JobRequest
 from shared.settings import ModelConfig, Residency, Settings
 from shared.stop import StopSignal
 from shared.volume import VolumeCatalog
+from shared.workers import HANDLERS
 
 RequestT = TypeVar("RequestT", bound=JobRequest)
 ConfigT = TypeVar("ConfigT", bound=ModelConfig)
@@ -140,6 +142,11 @@ class ModelAdapter(ABC, Generic[RequestT, ConfigT]):
     @abstractmethod
     def setup(self) -> None:
         """Load weights from `model_dir` onto `device` in `dtype`; called once per residency."""
+
+    def example_input(self) -> dict[str, Any]:
+        """A short job this loaded checkpoint can run (the operator's volume check runs it): the worker's
+        test_input.json, unless the checkpoint's vocabulary decides what a job may say."""
+        return json.loads((HANDLERS / self.name() / "test_input.json").read_text())["input"]
 
     @property
     def input_sample_rate(self) -> int:

@@ -67,7 +67,12 @@ def test_each_worker_populates_its_catalog_repositories(monkeypatch, worker):
     repositories = workers.catalog(worker).repositories
     assert repositories[0] == workers.catalog(worker).default_model_id
     [(called_worker, called_repositories, volume, revision, source)] = calls
-    assert (called_worker, called_repositories, volume, revision) == (worker, repositories, Path("/runpod-volume"), None)
+    assert (called_worker, called_repositories, volume, revision) == (
+        worker,
+        repositories,
+        Path("/runpod-volume"),
+        None,
+    )
     assert isinstance(source, Hub)
 
 

@@ -184,6 +184,8 @@ def test_serves_after_populating_from_the_published_layout(case, published_hub, 
     records = {other.repo: other for other in RECORDS[worker]}
     catalog = workers.catalog(worker)
     folder = catalog.model_folder(volume, record.repo)
-    expected = {str(Path(piece.subfolder) / name) for piece in catalog.pieces(record.repo) for name in records[piece.repo].fetch}
+    expected = {
+        str(Path(piece.subfolder) / name) for piece in catalog.pieces(record.repo) for name in records[piece.repo].fetch
+    }
     assert {str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file()} == expected
     _serve(worker, volume, record.repo, tmp_path, monkeypatch)

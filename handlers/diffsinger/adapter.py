@@ -9,7 +9,7 @@ is sung and mixed at its offset.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -63,6 +63,12 @@ class DiffSinger(ModelAdapter[DiffSingerRequest, DiffSingerConfig]):
     def setup(self) -> None:
         self.bank: Voicebank = load_voicebank(self.model_dir, vocoders_dir(self.config, self.settings))
         self.synthesizer = Synthesizer(self.bank, self.device, self.config.threads)
+
+    def example_input(self) -> dict[str, Any]:
+        """A word of the bank's own dictionary, sung twice: test_input.json's phonemes are one bank's."""
+        dictionary, language = self._dictionary(None, "text")
+        word = next(iter(dictionary.entries))
+        return {"text": f"{word} {word}", "language": language or None, "steps": 4, "seed": 42}
 
     def predict(self, request: DiffSingerRequest, audio_inputs: dict[AudioLabel, Audio], job: JobContext) -> Prediction:
         mix = self._speaker_mix(request.speaker, request.speaker_mix, "speaker_mix")

@@ -176,7 +176,11 @@ TINY_MODELS = (
         "tiny-random/musicgen-stereo",
         build_musicgen_stereo,
         serves_contract=False,  # the contract's jobs are the mono model's; its own tests cover it
-        published=("facebook/musicgen-stereo-small", "facebook/musicgen-stereo-medium", "facebook/musicgen-stereo-large"),
+        published=(
+            "facebook/musicgen-stereo-small",
+            "facebook/musicgen-stereo-medium",
+            "facebook/musicgen-stereo-large",
+        ),
     ),
     TinyModel(
         "tiny-random/musicgen-stereo-melody",

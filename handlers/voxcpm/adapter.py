@@ -65,7 +65,10 @@ def _lora_config(path: Path, alpha: int | None) -> LoRAConfig:
 
 # The files the library reads, in its order of preference: safetensors, else the pickled form openbmb ships
 # (audiovae.pth beside model.safetensors in VoxCPM2), loaded with torch.load(weights_only=True) as it does.
-_WEIGHT_FILES = (("", ("model.safetensors", "pytorch_model.bin")), ("audio_vae.", ("audiovae.safetensors", "audiovae.pth")))
+_WEIGHT_FILES = (
+    ("", ("model.safetensors", "pytorch_model.bin")),
+    ("audio_vae.", ("audiovae.safetensors", "audiovae.pth")),
+)
 
 
 def _stored_names(path: Path) -> set[str]:
