@@ -229,7 +229,7 @@ def verify_model(worker: str, volume: Path, model_id: str, output_dir: Path) -> 
     if "error" in result:
         return False, f"loaded in {loaded:.1f} s; the job failed: {result['error']}"
     seconds = sum(output["duration_seconds"] for output in result["outputs"])
-    return True, f"loaded in {loaded:.1f} s; {seconds:.1f} s of audio in {result["timings_s"]["total"]:.2f} s"
+    return True, f"loaded in {loaded:.1f} s; {seconds:.1f} s of audio in {result['timings_s']['total']:.2f} s"
 
 
 def verify(worker: str, volume: Path, model_ids: tuple[str, ...]) -> int:

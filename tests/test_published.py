@@ -10,6 +10,7 @@ that cache, with no conversion step.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +190,17 @@ def test_serves_after_populating_from_the_published_layout(case, published_hub, 
     }
     assert {str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file()} == expected
     _serve(worker, volume, record.repo, tmp_path, monkeypatch)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("worker", workers.worker_names())
+def test_the_checkpoints_table_lists_what_is_served_and_each_has_a_record(worker):
+    readme = (workers.HANDLERS / worker / "README.md").read_text()
+    section = readme.split("\n## Checkpoints\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    named = {repo for row in rows if "not published" not in row for repo in re.findall(r"`([\w.-]+/[\w.-]+)`", row)}
+    served = {repo for tiny in tiny_models(worker) for repo in tiny.published}
+    companions = {repo for repo in named if any(Path(repo).match(p) for p in workers.catalog(worker).companion_models)}
+    parts = {repo for repo in named if piece_of(worker, repo) is not None}  # HeartMuLa's codec, say
+    assert named - companions - parts == served
+    assert named <= {record.repo for record in RECORDS[worker]}

@@ -4,7 +4,6 @@ the worker starts it, then one short job, printed as a table of OK or the error 
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 

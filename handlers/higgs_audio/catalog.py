@@ -7,8 +7,11 @@ TOKENIZER_FILES = ("config.json", "preprocessor_config.json")
 
 CATALOG = VolumeCatalog(
     worker="higgs_audio",
-    default_model_id="bosonai/higgs-audio-v2-generation-3B-base",
-    repositories=("bosonai/higgs-audio-v2-generation-3B-base", f"bosonai/{TOKENIZER_NAME}"),
+    # transformers' converted copies of Boson AI's checkpoint (the ones its documentation loads): bosonai's own
+    # repositories are in Boson's format (model_type higgs_audio, the tokenizer's model.pth), which the native
+    # classes do not read.
+    default_model_id="eustlb/higgs-audio-v2-generation-3B-base",
+    repositories=("eustlb/higgs-audio-v2-generation-3B-base", f"eustlb/{TOKENIZER_NAME}"),
     required_files=("config.json", "tokenizer.json", "tokenizer_config.json"),
     companion_folders=("voices",),
     companion_models=(f"*/{TOKENIZER_NAME}",),
