@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
+import pickle
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +28,7 @@ from shared.adapter import Attachment, BatchItem, JobContext, LoadTarget, ModelA
 from shared.audio import Audio
 from shared.batching import MicroBatcher
 from shared.cuda import choose_device, host_facts
-from shared.errors import SettingsError, StorageError, WorkerError
+from shared.errors import ModelFilesError, SettingsError, StorageError, WorkerError
 from shared.fetch import fetch_audio_bytes
 from shared.logs import redact
 from shared.model_cache import LoadInfo, ModelCache
@@ -36,7 +38,7 @@ from shared.runtime import Runtime, load_runtime
 from shared.schemas import AudioLabel, JobRequest, parse_request
 from shared.settings import ModelConfig, Residency, Settings, read_settings
 from shared.stop import JobCancelled, StopSignal
-from shared.volume import resolve_model_dir
+from shared.volume import populate_command, resolve_model_dir
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -171,7 +173,18 @@ class Worker:
         device = self.runtime.device(self.device_kind)
         target = LoadTarget(model_dir, self.model_id, device, dtype, self.residency)
         adapter = self.adapter_class(target, self.config, self.settings)
-        adapter.setup()
+        try:
+            adapter.setup()
+        except pickle.UnpicklingError as exc:
+            # Pickled weights are read as tensors only (torch.load(weights_only=True)); say so, instead of
+            # torch's advice to unpickle the file in full.
+            named = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+            what = f"it calls {named.group(1)}" if named else "it is not a plain state dict"
+            raise ModelFilesError(
+                f"model folder {model_dir}: a pickled weight file holds more than tensors and is refused, never "
+                f"unpickled ({what}); re-populate it from its publisher with: "
+                f"{populate_command(self.name, self.model_id, self.settings.volume_root)}"
+            ) from exc
         return adapter
 
     def run(self, job: dict[str, Any], emit: Emit | None = None, stop: StopSignal | None = None) -> dict[str, Any]:

@@ -10,6 +10,7 @@ that cache, with no conversion step.
 from __future__ import annotations
 
 import json
+import shutil
 import re
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 
 from scripts.populate_volume import files_to_fetch, main
 from shared import workers
+from shared.errors import ModelFilesError
 from shared.pipeline import Worker
 from shared.published import PublishedCheckpoint, load_records, write_hub_cache, write_published_layout
 from shared.settings import Settings
@@ -204,3 +206,40 @@ def test_the_checkpoints_table_lists_what_is_served_and_each_has_a_record(worker
     parts = {repo for repo in named if piece_of(worker, repo) is not None}  # HeartMuLa's codec, say
     assert named - companions - parts == served
     assert named <= {record.repo for record in RECORDS[worker]}
+
+
+class _Payload:
+    """What a tampered pickle could run: here, it creates a file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.tiny
+@pytest.mark.parametrize(
+    ("worker", "repo", "pickled"),
+    [("musicgen", "facebook/musicgen-medium", "pytorch_model.bin"), ("voxcpm", "openbmb/VoxCPM2", "audiovae.pth")],
+)
+def test_a_pickle_holding_more_than_tensors_is_refused_never_run(worker, repo, pickled, published_hub, tmp_path):
+    import torch
+
+    volume = published_hub(worker, next(record for record in RECORDS[worker] if record.repo == repo))
+    snapshot = next((volume / HUB_CACHE).glob(f"models--{repo.replace('/', '--')}/snapshots/*"))
+    folder = tmp_path / "volume" / worker / "org" / "tampered"
+    shutil.copytree(snapshot, folder)  # the links' blobs, as files
+    marker = tmp_path / "ran"
+    weights = torch.load(folder / pickled, weights_only=True)
+    torch.save({**weights, "payload": _Payload(marker)}, folder / pickled)
+    settings = Settings(volume_root=tmp_path / "volume", model_id="org/tampered", output_dir=tmp_path)
+    worker_ = Worker(workers.adapter_class(worker), settings)
+    with pytest.raises(ModelFilesError) as refused:
+        worker_.start()
+    assert str(refused.value) == (
+        f"model folder {folder}: a pickled weight file holds more than tensors and is refused, never unpickled "
+        "(it calls getattr); re-populate it from its publisher with: "
+        f"python scripts/populate_volume.py {worker} --model-id org/tampered --volume {tmp_path / 'volume'}"
+    )
+    assert not marker.exists()
