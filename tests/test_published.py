@@ -10,8 +10,8 @@ that cache, with no conversion step.
 from __future__ import annotations
 
 import json
-import shutil
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
