@@ -236,7 +236,12 @@ def verify(worker: str, volume: Path, model_ids: tuple[str, ...]) -> int:
     """A table of every checkpoint: OK, or the error with its fix. Exit status 1 when any fails."""
     model_ids = model_ids or tuple(installed_models(worker, volume))
     if not model_ids:
-        print(f"no {worker} checkpoint on {volume}: populate one with {populate_command(worker, '<ORG/NAME>', volume)}")
+        how = (
+            f"python scripts/populate_volume.py {worker} --from ARCHIVE.zip --volume {volume}"
+            if workers.catalog(worker).install is not None
+            else populate_command(worker, "<ORG/NAME>", volume)
+        )
+        print(f"no {worker} checkpoint on {volume}: populate one with {how}")
         return 1
     rows = []
     with tempfile.TemporaryDirectory(prefix="verify-") as output_dir:

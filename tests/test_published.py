@@ -218,25 +218,30 @@ class _Payload:
         return (Path.touch, (self.marker,))
 
 
+# Every served checkpoint published with pickled weights, and its first such file.
+PICKLED = [
+    (worker, record, next(name for name in record.fetch if name.endswith((".bin", ".pth"))))
+    for worker, record in SERVED
+    if any(name.endswith((".bin", ".pth")) for name in record.fetch)
+]
+
+
 @pytest.mark.tiny
-@pytest.mark.parametrize(
-    ("worker", "repo", "pickled"),
-    [("musicgen", "facebook/musicgen-medium", "pytorch_model.bin"), ("voxcpm", "openbmb/VoxCPM2", "audiovae.pth")],
-)
-def test_a_pickle_holding_more_than_tensors_is_refused_never_run(worker, repo, pickled, published_hub, tmp_path):
+@pytest.mark.parametrize("case", PICKLED, ids=lambda case: f"{case[0]}:{case[1].repo}:{case[2]}")
+def test_a_pickle_holding_more_than_tensors_is_refused_never_run(case, published_hub, tmp_path):
     import torch
 
-    volume = published_hub(worker, next(record for record in RECORDS[worker] if record.repo == repo))
-    snapshot = next((volume / HUB_CACHE).glob(f"models--{repo.replace('/', '--')}/snapshots/*"))
+    worker, record, pickled = case
+    volume = published_hub(worker, record)
+    snapshot = next((volume / HUB_CACHE).glob(f"models--{record.repo.replace('/', '--')}/snapshots/*"))
     folder = tmp_path / "volume" / worker / "org" / "tampered"
     shutil.copytree(snapshot, folder)  # the links' blobs, as files
     marker = tmp_path / "ran"
     weights = torch.load(folder / pickled, weights_only=True)
     torch.save({**weights, "payload": _Payload(marker)}, folder / pickled)
     settings = Settings(volume_root=tmp_path / "volume", model_id="org/tampered", output_dir=tmp_path)
-    worker_ = Worker(workers.adapter_class(worker), settings)
     with pytest.raises(ModelFilesError) as refused:
-        worker_.start()
+        Worker(workers.adapter_class(worker), settings).start()
     assert str(refused.value) == (
         f"model folder {folder}: a pickled weight file holds more than tensors and is refused, never unpickled "
         "(it calls getattr); re-populate it from its publisher with: "

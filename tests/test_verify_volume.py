@@ -3,8 +3,6 @@ the worker starts it, then one short job, printed as a table of OK or the error 
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from scripts.populate_volume import main
@@ -33,31 +31,38 @@ def test_every_tiny_checkpoint_passes(worker, tiny_volume, capsys):
         assert status == "OK" and "s of audio in" in details
 
 
-def test_a_broken_folder_is_named_with_its_fix_and_the_rest_still_checked(tiny_volume, tmp_path, capsys):
-    built = tiny_volume.ensure("musicgen") / "musicgen" / "tiny-random" / "musicgen"
+@pytest.mark.parametrize(
+    "worker", [worker for worker in workers.worker_names() if workers.catalog(worker).repositories]
+)
+def test_a_broken_folder_is_named_with_its_fix_and_the_rest_still_checked(worker, tmp_path, capsys):
+    catalog = workers.catalog(worker)
+    tiny = workers.module(worker, "fixtures").TINY_MODELS[0]
     volume = tmp_path / "volume"
-    shutil.copytree(built, volume / "musicgen" / "org" / "good")
-    broken = shutil.copytree(built, volume / "musicgen" / "org" / "broken")
-    (broken / "model.safetensors").unlink()
-    cached = shutil.copytree(built, tmp_path / "cached")
-    write_hub_cache(cached, volume / HUB_CACHE, "facebook/musicgen-small")  # RunPod's model cache counts too
+    for model_id in ("org/good", "org/broken"):
+        tiny.build(catalog.model_folder(volume, model_id), "tiny")
+    cached = tmp_path / "cached" / "org" / "cached"
+    tiny.build(cached, "tiny")
+    write_hub_cache(cached, volume / HUB_CACHE, "org/cached")  # RunPod's model cache counts too
+    required = catalog.required_files[0]
+    (catalog.model_folder(volume, "org/broken") / required).unlink()
     capsys.readouterr()
-    assert main(["musicgen", "--verify", "--volume", str(volume)]) == 1
+    assert main([worker, "--verify", "--volume", str(volume)]) == 1
     table = _table(capsys.readouterr().out)
-    assert set(table) == {"org/broken", "org/good", "facebook/musicgen-small"}
-    assert table["org/good"][0] == table["facebook/musicgen-small"][0] == "OK"
-    status, details = table["org/broken"]
-    assert status == "FAILED"
-    assert details == (
-        f"start-up failed: model folder {volume}/musicgen/org/broken is incomplete, missing: model.safetensors or "
-        "pytorch_model.bin or diffusion_pytorch_model.safetensors or diffusion_pytorch_model.bin; re-populate it "
-        f"with: python scripts/populate_volume.py musicgen --model-id org/broken --volume {volume}"
+    assert set(table) == {"org/broken", "org/good", "org/cached"}
+    assert table["org/good"][0] == table["org/cached"][0] == "OK"
+    assert table["org/broken"] == (
+        "FAILED",
+        f"start-up failed: model folder {catalog.model_folder(volume, 'org/broken')} is incomplete, missing: "
+        f"{required}; re-populate it with: python scripts/populate_volume.py {worker} --model-id org/broken "
+        f"--volume {volume}",
     )
 
 
-def test_an_empty_volume_says_how_to_fill_it(tmp_path, capsys):
-    assert main(["voxcpm", "--verify", "--volume", str(tmp_path)]) == 1
+@pytest.mark.parametrize("worker", workers.worker_names())
+def test_an_empty_volume_says_how_to_fill_it(worker, tmp_path, capsys):
+    assert main([worker, "--verify", "--volume", str(tmp_path)]) == 1
+    source = "--from ARCHIVE.zip" if workers.catalog(worker).install else "--model-id <ORG/NAME>"
     assert capsys.readouterr().out.strip() == (
-        f"no voxcpm checkpoint on {tmp_path}: populate one with "
-        f"python scripts/populate_volume.py voxcpm --model-id <ORG/NAME> --volume {tmp_path}"
+        f"no {worker} checkpoint on {tmp_path}: populate one with "
+        f"python scripts/populate_volume.py {worker} {source} --volume {tmp_path}"
     )
