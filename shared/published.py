@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,7 @@ def load_records(handlers: Path, worker: str) -> list[PublishedCheckpoint]:
     return records
 
 
+_SHARD = re.compile(r"-\d+-of-\d+(?=\.)")  # model-00001-of-00002.safetensors
 PLACEHOLDER = "placeholder for {name} of {repo}: published, never loaded by this worker\n"
 
 
@@ -136,12 +138,20 @@ def write_published_layout(built: Path, record: PublishedCheckpoint, target: Pat
 
 
 def _by_format(names: list[str]) -> list[list[str]]:
-    """A family's files grouped by format: a repository may publish the same weights as safetensors and .bin."""
-    groups: dict[str, list[str]] = {}
+    """A family's files grouped by copy, each a whole set of the weights: a repository may publish them as
+    safetensors and as .bin, and transformers' `variant` copies beside them (model.fp32.safetensors)."""
+
+    def copy_of(name: str) -> str:
+        return _SHARD.sub("", name.removesuffix(".index.json"))
+
+    sharded = {copy_of(name) for name in names if _SHARD.search(name)}
+    groups: dict[tuple[str, bool], list[str]] = {}
     for name in names:
-        stem = name.removesuffix(".index.json")
-        groups.setdefault(stem.rsplit(".", 1)[-1], []).append(name)
+        # An index belongs with its shards; a single file's leftover index (published beside it) with it.
+        in_shards = bool(_SHARD.search(name)) or (name.endswith(".index.json") and copy_of(name) in sharded)
+        groups.setdefault((copy_of(name), in_shards), []).append(name)
     return list(groups.values())
+
 
 
 def write_hub_cache(folder: Path, hub_root: Path, repo: str, commit: str = "0" * 40) -> Path:

@@ -248,3 +248,30 @@ def test_a_pickle_holding_more_than_tensors_is_refused_never_run(case, published
         f"python scripts/populate_volume.py {worker} --model-id org/tampered --volume {tmp_path / 'volume'}"
     )
     assert not marker.exists()
+
+
+@pytest.mark.unit
+def test_every_published_copy_of_the_weights_holds_every_tensor(tmp_path):
+    """Shards, pickles and `variant` copies are each a whole set: a loader must not find half a model there
+    (transformers would initialise the rest at random, without an error)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    built = tmp_path / "built"
+    built.mkdir()
+    tensors = {f"layer{index}.weight": torch.full((2,), float(index)) for index in range(5)}
+    save_file(tensors, built / "model.safetensors")
+    (built / "config.json").write_text("{}")
+    files = ["config.json", "model.safetensors", "model.fp32.safetensors", "pytorch_model.bin"]
+    files += ["pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin", "pytorch_model.bin.index.json"]
+    record = PublishedCheckpoint("org/name", "main", "2026-12-06", ("here",), "mit", dict.fromkeys(files), {}, ())
+    write_published_layout(built, record, tmp_path / "layout")
+    layout = tmp_path / "layout"
+    assert sorted(str(path.relative_to(layout)) for path in layout.rglob("*")) == sorted(files)
+    for copy in ("model.safetensors", "model.fp32.safetensors"):
+        assert load_file(layout / copy).keys() == tensors.keys()
+    assert torch.load(layout / "pytorch_model.bin", weights_only=True).keys() == tensors.keys()
+    index = json.loads((layout / "pytorch_model.bin.index.json").read_text())["weight_map"]
+    assert index.keys() == tensors.keys() and set(index.values()) == set(files[4:6])
+    shards = [torch.load(layout / shard, weights_only=True) for shard in files[4:6]]
+    assert {key for shard in shards for key in shard} == tensors.keys()
