@@ -19,7 +19,7 @@ import pytest
 from scripts.build_tiny_models import build
 from shared import workers
 from tests.runpod_platform import RunPodPlatform
-from tests.support import BUCKET, REPO, S3Server, WorkerProcess, free_port, wait_for
+from tests.support import BUCKET, REPO, S3Server, WorkerProcess, free_port, stop, wait_for
 
 TIERS = ("unit", "tiny", "integration", "gpu")
 
@@ -129,8 +129,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         wait_for(lambda: server.client().create_bucket(Bucket=BUCKET) is not None, "bucket creation", 30, process, log)
         yield server
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        stop(process)
 
 
 @pytest.fixture(scope="session")
@@ -160,8 +159,7 @@ def start_worker(tmp_path_factory: pytest.TempPathFactory, tiny_volume: TinyVolu
 
     yield start
     for handle in started:
-        handle.process.terminate()
-        handle.process.wait(timeout=20)
+        stop(handle.process)
 
 
 @pytest.fixture(scope="session")
@@ -190,6 +188,5 @@ def start_on_platform(tmp_path_factory: pytest.TempPathFactory, tiny_volume: Tin
 
     yield start
     for platform, process in started:
-        process.terminate()
-        process.wait(timeout=20)
+        stop(process)
         platform.close()

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import hashlib
 import os
+import re
 import shutil
 import sys
 import tempfile
 import urllib.request
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -149,32 +152,86 @@ def populate(
     return folders
 
 
-def unpack(source: str, folder: Path) -> Path:
-    """A zip file, or its URL, unpacked into `folder`; a member that would land outside it is refused."""
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """What --from accepts, checked before anything is unpacked: a zip bomb or an endless download is refused
+    before it fills the volume. The defaults leave room for large voicebanks (rarely over a few GiB or a few
+    thousand files); the --max-* options raise them."""
+
+    download_bytes: int = 4 * 1024**3
+    unpacked_bytes: int = 16 * 1024**3
+    entries: int = 10_000
+
+
+def _download(url: str, archive: Path, max_bytes: int) -> None:
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response, archive.open("wb") as out:
+            declared = response.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise ValueError(
+                    f"--from: {url} is {declared} bytes, over the {max_bytes}-byte cap (--max-download-bytes)"
+                )
+            received = 0
+            while chunk := response.read(1024 * 1024):  # counted as it comes: Content-Length may be absent or wrong
+                received += len(chunk)
+                if received > max_bytes:
+                    raise ValueError(f"--from: {url} sends over the {max_bytes}-byte cap (--max-download-bytes)")
+                out.write(chunk)
+    except OSError as exc:  # unreachable, an HTTP error status, a timeout
+        raise ValueError(f"--from: downloading {url} failed: {exc}") from None
+
+
+def _check_archive(source: str, opened: zipfile.ZipFile, unpacked: Path, limits: ArchiveLimits) -> None:
+    members = opened.infolist()
+    if len(members) > limits.entries:
+        raise ValueError(
+            f"--from: {source} holds {len(members)} entries, over the {limits.entries} cap (--max-entries)"
+        )
+    # zipfile stops each member at its declared size (more data fails its CRC check): the sum bounds the writes.
+    total = sum(member.file_size for member in members)
+    if total > limits.unpacked_bytes:
+        raise ValueError(
+            f"--from: {source} unpacks to {total} bytes, over the {limits.unpacked_bytes}-byte cap "
+            "(--max-unpacked-bytes)"
+        )
+    for member in members:
+        if not (unpacked / member.filename).resolve().is_relative_to(unpacked):
+            raise ValueError(f"--from: {source} holds {member.filename!r}, which points outside the archive")
+
+
+def unpack(source: str, folder: Path, limits: ArchiveLimits, sha256: str | None = None) -> Path:
+    """A zip file, or its URL, unpacked into `folder` once it passes `limits` and, given `sha256`, its checksum;
+    a member that would land outside the folder is refused."""
     archive = Path(source)
     if source.startswith(("https://", "http://")):
         archive = folder / "download.zip"
-        with urllib.request.urlopen(source, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response, archive.open("wb") as out:
-            shutil.copyfileobj(response, out)
+        _download(source, archive, limits.download_bytes)
+    if not archive.is_file():
+        raise ValueError(f"--from: {source} is no file (give a zip file or its URL)")
+    if sha256 is not None:
+        with archive.open("rb") as opened:
+            found = hashlib.file_digest(opened, "sha256").hexdigest()
+        if found != sha256:
+            raise ValueError(f"--sha256: {source} has sha256 {found}, expected {sha256}; not unpacked")
     if not zipfile.is_zipfile(archive):
         raise ValueError(f"--from: {source} is not a zip file")
     unpacked = (folder / "unpacked").resolve()
     with zipfile.ZipFile(archive) as opened:
-        for member in opened.infolist():
-            if not (unpacked / member.filename).resolve().is_relative_to(unpacked):
-                raise ValueError(f"--from: {source} holds {member.filename!r}, which points outside the archive")
+        _check_archive(source, opened, unpacked, limits)
         opened.extractall(unpacked)
     return unpacked
 
 
-def install(worker: str, source: str, volume: Path, name: str | None) -> list[Path]:
+def install(
+    worker: str, source: str, volume: Path, name: str | None, limits: ArchiveLimits, sha256: str | None = None
+) -> list[Path]:
     catalog = workers.catalog(worker)
     if catalog.install is None:
         raise ValueError(f"--from: {worker} models are hub repositories; use --model-id")
     volume.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=volume, prefix=".populate-") as folder:  # same disk: moves are renames
         try:
-            return catalog.install(unpack(source, Path(folder)), volume, name)
+            return catalog.install(unpack(source, Path(folder), limits, sha256), volume, name)
         finally:
             make_readable(volume / worker)  # the images run as an unprivileged user
 
@@ -255,6 +312,12 @@ def verify(worker: str, volume: Path, model_ids: tuple[str, ...]) -> int:
     return 0 if all(status == "OK" for _, status, _ in rows) else 1
 
 
+def _sha256_digest(value: str) -> str:
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+        raise argparse.ArgumentTypeError(f"must be 64 hexadecimal digits, got {value!r}")
+    return value.lower()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("worker", choices=workers.worker_names())
@@ -267,14 +330,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from", dest="source", help="a zip file or its URL (workers whose models are archives)")
     parser.add_argument("--name", help="with --from: the folder name to install the one model under")
     parser.add_argument(
+        "--sha256", type=_sha256_digest, help="with --from: the archive's SHA-256, checked before unpacking"
+    )
+    defaults = ArchiveLimits()
+    for option, default, what in (
+        ("--max-download-bytes", defaults.download_bytes, "a URL's download larger than this"),
+        ("--max-unpacked-bytes", defaults.unpacked_bytes, "an archive unpacking to more bytes than this"),
+        ("--max-entries", defaults.entries, "an archive of more entries than this"),
+    ):
+        parser.add_argument(option, type=int, default=default, help=f"with --from: refuse {what} (%(default)s)")
+    parser.add_argument(
         "--verify", action="store_true", help="start the worker on every installed checkpoint and run one short job"
     )
     args = parser.parse_args(argv)
     if args.verify:
         return verify(args.worker, args.volume, tuple(args.model_id or ()))
+    if args.sha256 is not None and args.source is None:
+        parser.error("--sha256: checks an archive; give it with --from")
     if args.source is not None:
+        limits = ArchiveLimits(args.max_download_bytes, args.max_unpacked_bytes, args.max_entries)
         try:
-            for folder in install(args.worker, args.source, args.volume, args.name):
+            for folder in install(args.worker, args.source, args.volume, args.name, limits, args.sha256):
                 print(f"installed {folder}")
         except ValueError as exc:
             parser.error(str(exc))

@@ -12,6 +12,8 @@ import hashlib
 import ipaddress
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -23,10 +25,16 @@ from shared.settings import Settings
 from shared.storage import check_s3_bucket, check_s3_key, open_s3_object
 
 _MAX_REDIRECTS = 3
+_LOOKUPS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dns-lookup")
 
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_SITE_LOCAL = ipaddress.ip_network("fec0::/10")  # deprecated, but still not public
+# Ranges Python's is_global counts as public that never lead to a public host: a translator into the
+# operator's own IPv4 space (local-use NAT64, RFC 8215; SIIT's IPv4-translated form, RFC 2765), the IETF
+# protocol assignments (192.0.0.0/24, anycast relays among them), and deprecated site-local IPv6.
+_NEVER_PUBLIC = tuple(
+    ipaddress.ip_network(network) for network in ("64:ff9b:1::/48", "::ffff:0:0:0/96", "192.0.0.0/24", "fec0::/10")
+)
 
 
 def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -45,20 +53,27 @@ def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | Non
 
 def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Only global unicast addresses; an IPv6 address that embeds an IPv4 one is judged by that one too."""
-    if not address.is_global or address.is_multicast:
+    if not address.is_global or address.is_multicast or any(address in network for network in _NEVER_PUBLIC):
         return False
     if isinstance(address, ipaddress.IPv6Address):
-        if address in _SITE_LOCAL:
-            return False
         inner = embedded_ipv4(address)
         if inner is not None and not is_public(inner):
             return False
     return True
 
 
-def _public_address(host: str, port: int, field: str, allow_private: bool) -> str:
+def _deadline_passed(field: str, limit: float, what: str) -> InputError:
+    return InputError(f"{field}: {what} took over {limit:g} s (INPUT_AUDIO_FETCH_TIMEOUT_SECONDS)")
+
+
+def _public_address(host: str, port: int, field: str, allow_private: bool, deadline: float, limit: float) -> str:
+    # getaddrinfo cannot be interrupted: it runs in a thread, and the fetch stops waiting at the deadline.
+    lookup = _LOOKUPS.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
     try:
-        answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        answers = lookup.result(timeout=max(deadline - time.monotonic(), 0))
+    except FuturesTimeout:
+        lookup.cancel()
+        raise _deadline_passed(field, limit, f"looking up {host!r}") from None
     except socket.gaierror:
         raise InputError(f"{field}: host {host!r} does not resolve") from None
     addresses = [ipaddress.ip_address(answer[4][0].split("%")[0]) for answer in answers]
@@ -82,14 +97,14 @@ def _read_capped(response: urllib3.BaseHTTPResponse, field: str, max_bytes: int,
         if total > max_bytes:
             raise InputError(f"{field}: remote file exceeds the {max_bytes}-byte cap")
         if time.monotonic() > deadline:
-            raise InputError(f"{field}: the download took over {limit:g} s (INPUT_AUDIO_FETCH_TIMEOUT_SECONDS)")
+            raise _deadline_passed(field, limit, "the download")
         chunks.append(chunk)
     return b"".join(chunks)
 
 
 def _fetch_url(url: str, field: str, settings: Settings, max_bytes: int) -> bytes:
-    """GET with every hop checked, under one deadline for the whole download (a server trickling bytes
-    would otherwise hold the job); any transport failure is an error naming the field."""
+    """GET with every hop checked, under one deadline for the whole fetch, lookups included (a stalled resolver
+    or a server trickling bytes would otherwise hold the job); any transport failure is an error naming the field."""
     limit = settings.input_fetch_timeout_s
     deadline = time.monotonic() + limit
     for _ in range(_MAX_REDIRECTS + 1):
@@ -99,7 +114,7 @@ def _fetch_url(url: str, field: str, settings: Settings, max_bytes: int) -> byte
         if parts.username is not None or parts.password is not None:
             raise InputError(f"{field}: URLs with a user name or password (user:pass@host) are refused")
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        address = _public_address(parts.hostname, port, field, settings.allow_private_urls)
+        address = _public_address(parts.hostname, port, field, settings.allow_private_urls, deadline, limit)
         pool_class = urllib3.HTTPSConnectionPool if parts.scheme == "https" else urllib3.HTTPConnectionPool
         tls = {"server_hostname": parts.hostname, "assert_hostname": parts.hostname} if parts.scheme == "https" else {}
         remaining = max(deadline - time.monotonic(), 0.1)

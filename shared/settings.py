@@ -156,10 +156,12 @@ class S3Settings(EnvSettings):
 
     @model_validator(mode="after")
     def _default_prefix_inside_the_required_one(self) -> S3Settings:
-        if self.required_prefix and not self.key_prefix.startswith(self.required_prefix.strip("/")):
+        required = (self.required_prefix or "").strip("/")
+        if required and not (self.key_prefix == required or self.key_prefix.startswith(required + "/")):
+            # A plain string prefix would let S3_KEY_PREFIX=team.ab pass S3_REQUIRED_PREFIX=team.a.
             raise ValueError(
-                f"environment variables S3_KEY_PREFIX ({self.key_prefix!r}) must start with "
-                f"S3_REQUIRED_PREFIX ({self.required_prefix!r})"
+                f"environment variables S3_KEY_PREFIX ({self.key_prefix!r}) must be S3_REQUIRED_PREFIX "
+                f"({self.required_prefix!r}) or a folder inside it ({required + '/...'!r})"
             )
         return self
 

@@ -9,7 +9,10 @@ requires them, which such stores accept.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
+import math
+import posixpath
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -165,11 +168,17 @@ def check_s3_bucket(s3: S3Settings, bucket: str, field: str) -> None:
         )
 
 
-def check_s3_key(s3: S3Settings, key: str, field: str) -> None:
-    """With S3_REQUIRED_PREFIX, every key a request names stays under it."""
+def check_s3_key(s3: S3Settings, key: str, field: str, is_prefix: bool = False) -> None:
+    """With S3_REQUIRED_PREFIX, every key a request names stays under it: an object's key strictly inside it,
+    a prefix (`is_prefix`) inside it or equal to it (the keys written under it are inside)."""
     required = (s3.required_prefix or "").strip("/")
-    if required and not (key.strip("/") == required or key.startswith(f"{required}/")):
-        raise InputError(f"{field}: keys must start with {required}/ on this endpoint (S3_REQUIRED_PREFIX)")
+    if not required or (is_prefix and key.strip("/") == required):
+        return
+    if not key.startswith(f"{required}/") or not key.removeprefix(f"{required}/").strip("/"):
+        raise InputError(
+            f"{field}: keys must start with {required}/ on this endpoint and name something inside it "
+            f"(S3_REQUIRED_PREFIX={required!r}); got {key!r}"
+        )
 
 
 def choose_destination(
@@ -184,7 +193,7 @@ def choose_destination(
         if key:
             check_s3_key(s3, key, "s3_key")
         elif prefix:
-            check_s3_key(s3, prefix, "s3_prefix")
+            check_s3_key(s3, prefix, "s3_prefix", is_prefix=True)
         return Destination(DestinationKind.S3, bucket=bucket, key=key, prefix=prefix or s3.key_prefix)
     if key or prefix:
         raise InputError("s3_key/s3_prefix: no bucket configured; set BUCKET_NAME or give s3_bucket")
@@ -219,7 +228,9 @@ def check_key_length(destination: Destination, worker: str, job_id: str, outputs
 def attachment_key(destination: Destination, worker: str, job_id: str, name: str, extension: str) -> str:
     """Beside the audio: <the exact key without extension>-<name>, or <prefix>/<worker>/<job id>-<name>."""
     if destination.key:
-        return f"{destination.key.rsplit('.', 1)[0]}-{name}.{extension}"
+        # Only the last path component's extension: a '.' in a folder name (team.a/song) must not cut the key
+        # there, which would move the attachment out of the folder, and out of S3_REQUIRED_PREFIX.
+        return f"{posixpath.splitext(destination.key)[0]}-{name}.{extension}"
     prefix = f"{destination.prefix}/" if destination.prefix else ""
     return f"{prefix}{worker}/{safe_job_id(job_id)}-{name}.{extension}"
 
@@ -247,15 +258,15 @@ def upload(s3: S3Settings, bucket: str, key: str, data: bytes, content_type: str
     action = f"upload to s3://{bucket}/{key}"
 
     def send() -> str:
-        if not s3.allow_overwrite:
-            _refuse_existing(client, bucket, key)
-        if not s3.allow_overwrite and len(data) < _TRANSFER.multipart_threshold:
-            # A conditional write where the store supports it: the object cannot appear in between.
-            client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type, IfNoneMatch="*")
-        else:
+        if s3.allow_overwrite:
             client.upload_fileobj(
                 io.BytesIO(data), bucket, key, ExtraArgs={"ContentType": content_type}, Config=_TRANSFER
             )
+        else:
+            # HEAD first: a cheap refusal before sending any part (and the only one on a store that ignores the
+            # condition); the conditional write then closes the window between the check and the write.
+            _refuse_existing(client, bucket, key)
+            _write_new(client, bucket, key, data, content_type)
         return client.generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=s3.presign_expiry_s
         )
@@ -265,6 +276,32 @@ def upload(s3: S3Settings, bucket: str, key: str, data: bytes, content_type: str
     except (BotoCoreError, ClientError, S3UploadFailedError) as exc:
         raise StorageError(_explain(exc, action, s3)) from None
     return {"s3_uri": f"s3://{bucket}/{key}", "url": url}
+
+
+def _write_new(client: Any, bucket: str, key: str, data: bytes, content_type: str) -> None:
+    """Create the object only if none exists, atomically: `If-None-Match: *` on the one PUT, or on the
+    CompleteMultipartUpload that makes a multipart object appear (s3transfer cannot pass the condition)."""
+    part_bytes = _TRANSFER.multipart_chunksize
+    if len(data) < _TRANSFER.multipart_threshold:
+        client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type, IfNoneMatch="*")
+        return
+    upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, ContentType=content_type)["UploadId"]
+
+    def send_part(number: int) -> dict[str, Any]:
+        part = data[(number - 1) * part_bytes : number * part_bytes]
+        answer = client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=part)
+        return {"ETag": answer["ETag"], "PartNumber": number}
+
+    try:
+        with ThreadPoolExecutor(max_workers=_TRANSFER.max_request_concurrency) as parts_pool:
+            parts = list(parts_pool.map(send_part, range(1, math.ceil(len(data) / part_bytes) + 1)))
+        client.complete_multipart_upload(
+            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}, IfNoneMatch="*"
+        )
+    except BaseException:
+        with contextlib.suppress(BotoCoreError, ClientError):  # the failure that matters is the one above
+            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)  # stored parts are billed
+        raise
 
 
 def write_local(output_dir: Path, key: str, data: bytes) -> dict[str, str]:

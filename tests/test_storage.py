@@ -10,7 +10,7 @@ import requests
 
 from shared import storage
 from shared.audio import Audio, encode
-from shared.errors import InputError
+from shared.errors import InputError, StorageError
 from shared.fetch import fetch_artifact, fetch_audio_bytes
 from shared.formats import AUDIO_FORMATS
 from shared.settings import S3Settings, Settings
@@ -28,6 +28,39 @@ def test_large_audio_is_uploaded_in_parts_and_downloads_whole(s3_server):
     assert head["ContentType"] == "audio/flac" and head["ContentLength"] == len(data)
     response = requests.get(location["url"], timeout=60)
     assert response.status_code == 200 and response.content == data
+
+
+JUST_MULTIPART = bytes(16 * 1024 * 1024 + 1)  # the smallest output sent in parts (two)
+
+
+def test_a_large_output_racing_another_writer_never_replaces_its_object(s3_server):
+    """Issue 26, item 7: the object appears after the HEAD check, while our parts upload (another job on the same
+    key). The conditional CompleteMultipartUpload refuses to replace it (SeaweedFS honours If-None-Match there)."""
+    s3 = S3Settings(endpoint_url=s3_server.endpoint, access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY)
+    key = "race/take.flac"
+    events = storage._client(s3).meta.events
+
+    def other_job_writes_first(**_):
+        if not s3_server.client().list_objects_v2(Bucket=s3_server.bucket, Prefix=key).get("Contents"):
+            s3_server.client().put_object(Bucket=s3_server.bucket, Key=key, Body=b"the other job's take")
+
+    events.register("before-call.s3.UploadPart", other_job_writes_first)
+    try:
+        with pytest.raises(StorageError, match=f"upload to s3://{s3_server.bucket}/{key}: the object already exists"):
+            storage.upload(s3, s3_server.bucket, key, JUST_MULTIPART, "audio/flac")
+    finally:
+        events.unregister("before-call.s3.UploadPart", other_job_writes_first)
+    body = s3_server.client().get_object(Bucket=s3_server.bucket, Key=key)["Body"].read()
+    assert body == b"the other job's take"
+    assert not s3_server.client().list_multipart_uploads(Bucket=s3_server.bucket, Prefix=key).get("Uploads")
+
+
+def test_a_large_output_onto_an_existing_key_is_refused_before_any_part_is_sent(s3_server):
+    s3 = S3Settings(endpoint_url=s3_server.endpoint, access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY)
+    s3_server.client().put_object(Bucket=s3_server.bucket, Key="kept/take.flac", Body=b"kept")
+    with pytest.raises(StorageError, match="already exists; outputs never replace an object"):
+        storage.upload(s3, s3_server.bucket, "kept/take.flac", JUST_MULTIPART, "audio/flac")
+    assert not s3_server.client().list_multipart_uploads(Bucket=s3_server.bucket, Prefix="kept/").get("Uploads")
 
 
 @pytest.mark.parametrize("audio_format", list(AUDIO_FORMATS))

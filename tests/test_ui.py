@@ -25,7 +25,7 @@ from audio_client import AudioClient
 from audio_client.routing import Route
 from shared import workers
 from tests.runpod_platform import ENDPOINT_ID
-from tests.support import free_port, wait_for
+from tests.support import free_port, stop, wait_for
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[1]
@@ -66,8 +66,7 @@ class PageServer:
         )
 
     def close(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=20)
+        stop(self.process)
 
 
 @pytest.fixture(scope="module")
