@@ -153,7 +153,6 @@ def _by_format(names: list[str]) -> list[list[str]]:
     return list(groups.values())
 
 
-
 def write_hub_cache(folder: Path, hub_root: Path, repo: str, commit: str = "0" * 40) -> Path:
     """A folder moved into a Hugging Face cache as the hub's client writes one (RunPod's model cache is one):
     each file a blob named by its hash, the snapshot's files links to the blobs, refs/main naming the commit."""
