@@ -79,3 +79,86 @@ def test_every_generated_request_gets_a_result_or_a_clear_error(tiny_volume, wor
             assert isinstance(result["outputs"], list)
 
     check()
+
+
+# DiffSinger: the three forms it sings (a .ds score, lyrics on notes, text alone), from the tiny bank's words
+# and phonemes, sized around a small length cap that every accepted job must keep to, as rendered.
+DIFFSINGER_CAP = 8.0
+DIFFSINGER_EXAMPLES = 60
+TEXT_SEPARATORS = (" ", ", ", ",", ". ", "! ", " ; ")  # punctuation rests in the default melody
+
+
+@st.composite
+def diffsinger_request(draw: st.DrawFn) -> dict[str, Any]:
+    """The contract's phrase retimed in up to four segments, lyrics on notes, or text, some over the cap."""
+    from handlers.diffsinger.fixtures import CONTRACT
+    from handlers.diffsinger.tiny_bank import WORDS
+
+    form = draw(st.sampled_from(["ds", "lyrics", "text"]))
+    if form == "ds":
+        phrase = CONTRACT.job_input["ds"]
+
+        def timed(field: str, longest: float) -> str:
+            return " ".join(f"{draw(st.floats(0, longest)):g}" for _ in phrase[field].split())
+
+        segments = draw(st.integers(1, 4))
+        return {"ds": [phrase | {"ph_dur": timed("ph_dur", 1.5), "note_dur": timed("note_dur", 3),
+                                 "offset": draw(st.floats(0, 6))} for _ in range(segments)]}  # fmt: skip
+    tempo = draw(st.sampled_from([{}, {"bpm": 20}, {"bpm": 120}, {"bpm": 400}]))
+    words = sorted(WORDS)
+    if form == "text":
+        pairs = draw(
+            st.lists(st.tuples(st.sampled_from(words), st.sampled_from(TEXT_SEPARATORS)), min_size=1, max_size=12)
+        )
+        return {"text": "".join(word + separator for word, separator in pairs)} | tempo
+    pitches = st.sampled_from(["C4", "E4", 67, "rest", None])
+    notes = draw(
+        st.lists(st.fixed_dictionaries({"pitch": pitches, "duration": st.floats(0.05, 3)}), min_size=1, max_size=10)
+    )
+    sung = sum(note["pitch"] not in ("rest", None) for note in notes)
+    lyrics = draw(st.lists(st.sampled_from([*words, "+"]), min_size=sung, max_size=sung))
+    return {"notes": notes, "lyrics": " ".join(lyrics)} | tempo
+
+
+def test_diffsinger_sings_every_form_within_its_length_cap(tiny_volume, monkeypatch):
+    from handlers.diffsinger.adapter import DiffSinger
+    from handlers.diffsinger.config import DiffSingerConfig
+
+    volume = tiny_volume.ensure("diffsinger")
+    output_dir = Path(tempfile.mkdtemp(prefix="fuzz-"))
+    locked = Settings(
+        volume_root=volume, model_id="tiny-random-bank", output_dir=output_dir, locked_parameters={"steps": 1}
+    )
+    worker = Worker(DiffSinger, locked, DiffSingerConfig.model_validate({"DIFFSINGER_MAX_SECONDS": DIFFSINGER_CAP}))
+    worker.start()
+    synthesizer = worker.cache._model.synthesizer
+    render = synthesizer.render
+    sung_seconds: list[float] = []
+
+    def counted_render(segment, controls, stop):
+        sung_seconds.append(sum(segment.durations))
+        return render(segment, controls, stop)
+
+    monkeypatch.setattr(synthesizer, "render", counted_render)
+    outcomes: set[tuple[str, str]] = set()
+
+    @settings(
+        max_examples=DIFFSINGER_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
+    )
+    @given(diffsinger_request())
+    def check(raw: dict[str, Any]) -> None:
+        form = next(name for name in ("ds", "lyrics", "text") if name in raw)
+        sung_seconds.clear()
+        result = worker.run({"id": "fuzz", "input": raw})
+        if "error" in result:
+            assert not result["error"].startswith("internal error"), (raw, result["error"])
+            assert not sung_seconds, (raw, result["error"])  # refused before any segment was sung
+            outcomes.add((form, "over the cap" if "DIFFSINGER_MAX_SECONDS" in result["error"] else "refused"))
+        else:
+            assert result["outputs"][0]["duration_seconds"] <= DIFFSINGER_CAP + 0.02, raw  # a frame of rounding
+            assert sum(sung_seconds) <= DIFFSINGER_CAP + 1e-9, (raw, sung_seconds)
+            outcomes.add((form, "sung"))
+
+    check()
+    for form in ("ds", "lyrics", "text"):
+        assert {(form, "sung"), (form, "over the cap")} <= outcomes, outcomes

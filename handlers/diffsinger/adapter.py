@@ -17,20 +17,27 @@ from handlers.diffsinger.catalog import CATALOG
 from handlers.diffsinger.config import DiffSingerConfig
 from handlers.diffsinger.lyrics import (
     LEAD_IN,
-    SungNote,
     group_phonemes,
-    melody_for_text,
+    notes_to_sing,
+    phrase_spans,
     split_phrases,
     timed_phonemes,
 )
-from handlers.diffsinger.runner import Controls, Note, Segment, Synthesizer
-from handlers.diffsinger.schema import DiffSingerRequest, DsSegment, lyric_words
+from handlers.diffsinger.runner import Controls, Note, Segment, Synthesizer, check_stop
+from handlers.diffsinger.schema import DiffSingerRequest, DsSegment
 from handlers.diffsinger.voicebank import Dictionary, Voicebank, load_voicebank
 from shared.adapter import JobContext, ModelAdapter, Prediction
 from shared.audio import Audio
 from shared.errors import InputError
 from shared.schemas import AudioLabel
 from shared.settings import Settings
+from shared.stop import StopSignal
+
+
+def seconds_to_render(spans: list[tuple[float, float]]) -> float:
+    """What the graphs will sing, from each segment's (start, length): the song's length, or the segments'
+    lengths together where they overlap, since each segment is rendered whole."""
+    return max(max(start + length for start, length in spans), sum(length for _, length in spans))
 
 
 def vocoders_dir(config: DiffSingerConfig, settings: Settings) -> Path:
@@ -54,10 +61,18 @@ class DiffSinger(ModelAdapter[DiffSingerRequest, DiffSingerConfig]):
 
     @classmethod
     def check_request(cls, request: DiffSingerRequest, config: DiffSingerConfig) -> None:
-        if request.total_seconds() > config.max_seconds:
+        """The song as it will be rendered, before any graph runs: a score's segments at their offsets, or
+        the phrases of lyrics and text with their lead-ins, rests and tails."""
+        if request.ds is not None:
+            field, spans = "ds", [(segment.offset, segment.seconds()) for segment in request.ds]
+        else:
+            field = "text" if request.text is not None else "lyrics"
+            spans = phrase_spans(notes_to_sing(request))
+        seconds = seconds_to_render(spans)
+        if seconds > config.max_seconds:
             raise InputError(
-                f"ds: the score lasts {request.total_seconds():.1f} s, over this endpoint's "
-                f"{config.max_seconds:g} s (DIFFSINGER_MAX_SECONDS)"
+                f"{field}: the song sings {seconds:.6g} s, over this endpoint's {config.max_seconds:g} s "
+                "(DIFFSINGER_MAX_SECONDS)"
             )
 
     def setup(self) -> None:
@@ -74,20 +89,23 @@ class DiffSinger(ModelAdapter[DiffSingerRequest, DiffSingerConfig]):
         mix = self._speaker_mix(request.speaker, request.speaker_mix, "speaker_mix")
         gender = self._gender(request.key_shift, request.gender)
         if request.ds is not None:
-            segments = [self._segment(number, segment) for number, segment in enumerate(request.ds)]
+            segments = []
+            for number, given in enumerate(request.ds):
+                check_stop(job.stop)  # each segment's checks read the whole segment
+                segments.append(self._segment(number, given))
             mixes = [
-                self._speaker_mix(None, given.spk_mix, f"ds[{number}].spk_mix") if given.spk_mix else mix
+                self._speaker_mix(None, given.spk_mix, f"ds.{number}.spk_mix") if given.spk_mix is not None else mix
                 for number, given in enumerate(request.ds)
             ]
         else:
-            segments = self._sung(request, mix)
+            segments = self._sung(request, mix, job.stop)
             mixes = [mix] * len(segments)
         rate = self.bank.mel.sample_rate
         song = np.zeros(round(max(s.offset + sum(s.durations) for s in segments) * rate), dtype=np.float32)
         for number, (segment, segment_mix) in enumerate(zip(segments, mixes, strict=True)):
             job.progress("singing", number / len(segments))
             controls = Controls(segment_mix, gender, request.velocity, request.steps, request.depth)
-            waveform = self.synthesizer.render(segment, controls, job.stop.step)
+            waveform = self.synthesizer.render(segment, controls, job.stop)
             start = round(segment.offset * rate)
             end = min(song.size, start + waveform.size)
             song[start:end] += waveform[: end - start]
@@ -103,7 +121,7 @@ class DiffSinger(ModelAdapter[DiffSingerRequest, DiffSingerConfig]):
             details["phonemes"] = " | ".join(" ".join(segment.phonemes) for segment in segments)
         return Prediction([Audio(np.clip(song, -1.0, 1.0)[:, None], rate)], details=details)
 
-    def _sung(self, request: DiffSingerRequest, mix: dict[str, float]) -> list[Segment]:
+    def _sung(self, request: DiffSingerRequest, mix: dict[str, float], stop: StopSignal) -> list[Segment]:
         """Lyrics on notes, or text on the default melody, as phrases (rests split them, as OpenUtau renders
         phrase by phrase: no graph runs over a whole song), timed by the bank's duration model."""
         field = "text" if request.text is not None else "lyrics"
@@ -112,23 +130,16 @@ class DiffSinger(ModelAdapter[DiffSingerRequest, DiffSingerConfig]):
                 f"{field}: this bank has no timing model (dsdur/, or dur in its dsconfig.yaml) to place phonemes "
                 "on notes; send a .ds score with every phoneme's duration"
             )
-        if request.text is not None:
-            notes = melody_for_text(request.text, request.key, request.bpm or 120.0)
-        else:
-            words = iter(lyric_words(request.lyrics, "lyrics"))
-            beat = request.beat_seconds()
-            notes = [
-                SungNote(note.pitch, note.duration * beat, next(words) if note.pitch is not None else None)
-                for note in request.notes
-            ]
         dictionary, language = self._dictionary(request.language, field)
-        phrases = [(start, group_phonemes(sung, dictionary, self.bank.dur, language, field), sung)
-                   for start, sung in split_phrases(notes)]  # fmt: skip
+        phrases = []
+        for start, sung in split_phrases(notes_to_sing(request)):
+            check_stop(stop)
+            phrases.append((start, group_phonemes(sung, dictionary, self.bank.dur, language, field), sung))
         self._check_phonemes([s for _, groups, _ in phrases for g in groups for s in g.phonemes], field, True)
         segments = []
         for start, groups, sung in phrases:
             end = LEAD_IN + sum(note.seconds for note in sung)
-            predicted = self.synthesizer.predict_durations(groups, end, mix)
+            predicted = self.synthesizer.predict_durations(groups, end, mix, stop)
             timed = timed_phonemes(groups, predicted, self.bank.dur, sung)
             notes_sung = zip(timed.note_midi, timed.note_seconds, strict=True)
             segments.append(
@@ -210,7 +221,7 @@ class DiffSinger(ModelAdapter[DiffSingerRequest, DiffSingerConfig]):
 
     def _segment(self, number: int, given: DsSegment) -> Segment:
         phonemes = given.phonemes()
-        self._check_phonemes(phonemes, f"ds[{number}].ph_seq", pitch_predicted=given.f0_seq is None)
+        self._check_phonemes(phonemes, f"ds.{number}.ph_seq", pitch_predicted=given.f0_seq is None)
         curves = {}
         for name in ("energy", "breathiness", "voicing", "tension", "gender", "velocity"):
             curve = given.curve(name)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from handlers.diffsinger.schema import PHONETIC_HINT, phonetic_hint
+from handlers.diffsinger.schema import PHONETIC_HINT, DiffSingerRequest, lyric_words, phonetic_hint
 from handlers.diffsinger.voicebank import Dictionary, StageConfig
 from shared.errors import InputError
 
@@ -75,6 +75,23 @@ def melody_for_text(text: str, key_midi: float, bpm: float) -> list[SungNote]:
     last = notes[-1]
     notes[-1] = SungNote(last.midi, 2 * beat, last.lyric)
     return notes
+
+
+def notes_to_sing(request: DiffSingerRequest) -> list[SungNote]:
+    """The notes of lyrics or text as they will be sung, in seconds."""
+    if request.text is not None:
+        return melody_for_text(request.text, request.key, request.bpm or 120.0)
+    words = iter(lyric_words(request.lyrics, "lyrics"))
+    beat = request.beat_seconds()
+    return [
+        SungNote(note.pitch, note.duration * beat, next(words) if note.pitch is not None else None)
+        for note in request.notes
+    ]
+
+
+def phrase_spans(notes: list[SungNote]) -> list[tuple[float, float]]:
+    """Where each phrase's segment starts in the song and how long it lasts: lead-in, notes and tail."""
+    return [(start, LEAD_IN + sum(note.seconds for note in sung) + TAIL) for start, sung in split_phrases(notes)]
 
 
 def split_phrases(notes: list[SungNote]) -> list[tuple[float, list[SungNote]]]:

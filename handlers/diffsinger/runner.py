@@ -11,7 +11,7 @@ the .ds format carries them, and the lyrics front end adds them as OpenUtau does
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import onnxruntime
 from handlers.diffsinger.lyrics import Group
 from handlers.diffsinger.voicebank import SILENCES, VARIANCES, StageConfig, Voicebank
 from shared.errors import InputError, ModelFilesError
+from shared.stop import StopSignal
 
 LN_10 = math.log(10.0)
 # What each graph must be able to take; anything else it declares is refused at start-up.
@@ -36,6 +37,13 @@ KNOWN_INPUTS = {
     "variance_linguistic": {"tokens", "languages", "word_div", "word_dur", "ph_dur"},
     "variance": {"encoder_out", "ph_dur", "pitch", "retake", "spk_embed", "steps", "speedup", *VARIANCES},
 }  # fmt: skip
+
+
+def check_stop(stop: StopSignal) -> None:
+    """A cancellation point in a loop over the input: raises JobCancelled once the job is stopped, counting
+    no step per item (`stop.step()` counts the graphs run)."""
+    if stop.requested:
+        stop.step()
 
 
 def session_options(threads: int) -> onnxruntime.SessionOptions:
@@ -211,12 +219,12 @@ class Synthesizer:
             feeds["word_dur"] = np.add.reduceat(frames, bounds[:-1])[None].astype(np.int64)
         return graph.run(feeds)
 
-    def predict_durations(self, groups: list[Group], end: float, mix: dict[str, float]) -> np.ndarray:
-        """Frames per phoneme (fractional, on the timing model's grid) from the duration model."""
+    def predict_durations(self, groups: list[Group], end: float, mix: dict[str, float], stop: StopSignal) -> np.ndarray:
+        """Frames per phoneme (fractional, on the timing model's grid) from the duration model; a step of `stop`."""
         stage = self.bank.dur
         tokens = [symbol for group in groups for symbol in group.phonemes]
         starts = [int(group.start / stage.frame_seconds) for group in groups] + [int(end / stage.frame_seconds)]
-        midi = _fill_rests([group.midi for group in groups])
+        midi = _fill_rests((group.midi for group in groups), stop)
         feeds = {
             "tokens": stage.token_ids(tokens),
             "languages": stage.language_ids(tokens),
@@ -231,17 +239,19 @@ class Synthesizer:
         embeds = self.speaker_embeds(stage, mix, len(tokens))  # one row per token: the duration model's grid
         if embeds is not None:
             feeds["spk_embed"] = embeds
-        return self.dur.run(feeds)["ph_dur_pred"][0]
+        predicted = self.dur.run(feeds)["ph_dur_pred"][0]
+        stop.step()
+        return predicted
 
-    def _predict_pitch(self, segment: Segment, controls: Controls) -> tuple[np.ndarray, float]:
+    def _predict_pitch(self, segment: Segment, controls: Controls, stop: StopSignal) -> tuple[np.ndarray, float]:
         """MIDI per frame on the pitch model's grid, from the notes."""
         stage = self.bank.pitch
         tokens, frames = self._timing(stage, segment)
         total = int(frames.sum())
         encoded = self._linguistic(self.pitch_linguistic, stage, tokens, frames, segment)
         notes = segment.notes
-        note_frames = _fit(frame_counts([note.seconds for note in notes], stage.frame_seconds), total)
-        midi = _fill_rests([note.midi for note in notes])
+        note_frames = _fit(frame_counts([note.seconds for note in notes], stage.frame_seconds), total, stop)
+        midi = _fill_rests((note.midi for note in notes), stop)
         feeds = {
             **encoded,
             "ph_dur": frames[None],
@@ -259,14 +269,14 @@ class Synthesizer:
             feeds["spk_embed"] = embeds
         return self.pitch.run(feeds)["pitch_pred"][0], stage.frame_seconds
 
-    def _note_pitch(self, segment: Segment, frame_seconds: float, frames: int) -> np.ndarray:
+    def _note_pitch(self, segment: Segment, frame_seconds: float, frames: int, stop: StopSignal) -> np.ndarray:
         """Without a pitch model: each note's pitch held over its time, rests taking their neighbours'."""
-        midi = _fill_rests([note.midi for note in segment.notes])
-        counts = _fit(frame_counts([note.seconds for note in segment.notes], frame_seconds), frames)
+        midi = _fill_rests((note.midi for note in segment.notes), stop)
+        counts = _fit(frame_counts([note.seconds for note in segment.notes], frame_seconds), frames, stop)
         return np.repeat(np.asarray(midi, dtype=np.float32), counts)
 
-    def render(self, segment: Segment, controls: Controls, step: Callable[[], None]) -> np.ndarray:
-        """Waveform (float32, the bank's sample rate) of one segment; `step` runs between graphs."""
+    def render(self, segment: Segment, controls: Controls, stop: StopSignal) -> np.ndarray:
+        """Waveform (float32, the bank's sample rate) of one segment; a step of `stop` between graphs."""
         bank, acoustic = self.bank, self.bank.acoustic
         tokens, frames = self._timing(acoustic, segment)
         total = int(frames.sum())
@@ -276,11 +286,11 @@ class Synthesizer:
             values, timestep = segment.f0
             midi = hz_to_midi(resample_curve(values, timestep, frame_seconds, total))
         elif self.pitch is not None:
-            predicted, grid = self._predict_pitch(segment, controls)
+            predicted, grid = self._predict_pitch(segment, controls, stop)
             midi = resample_curve(predicted, grid, frame_seconds, total)
         else:
-            midi = self._note_pitch(segment, frame_seconds, total)
-        step()
+            midi = self._note_pitch(segment, frame_seconds, total, stop)
+        stop.step()
         f0 = midi_to_hz(midi)[None]
         feeds: dict[str, np.ndarray] = {
             "tokens": acoustic.token_ids(tokens),
@@ -298,11 +308,11 @@ class Synthesizer:
         if embeds is not None:
             feeds["spk_embed"] = embeds
         mel = self.acoustic.run(feeds)["mel"]
-        step()
+        stop.step()
         if bank.mel.mel_base != bank.vocoder.mel.mel_base:
             mel = mel * np.float32(LN_10 if bank.mel.mel_base == "10" else 1 / LN_10)
         waveform = self.vocoder.run({"mel": mel.astype(np.float32), "f0": f0})["waveform"][0]
-        step()
+        stop.step()
         return waveform
 
     def _curve(self, segment: Segment, name: str, default: float, frames: int) -> np.ndarray:
@@ -349,31 +359,31 @@ class Synthesizer:
         return given
 
 
-def _fill_rests(midi: list[float | None]) -> list[float]:
-    """Rests take the pitch of the nearest note (left half from the left, right half from the right)."""
-    known = [index for index, value in enumerate(midi) if value is not None]
-    if not known:
-        return [60.0] * len(midi)
-    filled = []
-    for index, value in enumerate(midi):
-        if value is not None:
-            filled.append(value)
+def _fill_rests(midi: Iterable[float | None], stop: StopSignal) -> list[float]:
+    """Rests take the pitch of the nearest note (left half from the left, right half from the right; a tie
+    from the left); 60 when there is no note. One pass: a run of rests is filled when the note after it comes."""
+    filled: list[float] = []
+    previous: float | None = None  # the last note's pitch
+    rests = 0  # rests since it
+    for value in midi:
+        check_stop(stop)
+        if value is None:
+            rests += 1
             continue
-        left = max((k for k in known if k < index), default=None)
-        right = min((k for k in known if k > index), default=None)
-        if left is None or (right is not None and index - left > right - index):
-            filled.append(midi[right])
-        else:
-            filled.append(midi[left])
+        from_previous = (rests + 1) // 2 if previous is not None else 0
+        filled += [previous] * from_previous + [value] * (rests - from_previous + 1)
+        previous, rests = value, 0
+    filled += [60.0 if previous is None else previous] * rests
     return filled
 
 
-def _fit(counts: np.ndarray, total: int) -> np.ndarray:
+def _fit(counts: np.ndarray, total: int, stop: StopSignal) -> np.ndarray:
     """Note frames summing to the phonemes' frames: the difference goes to the last notes (OpenUtau's rule)."""
     counts = counts.copy()
     counts[-1] += total - counts.sum()
     index = counts.size - 1
     while counts[index] < 0 and index > 0:
+        check_stop(stop)
         counts[index - 1] += counts[index]
         counts[index] = 0
         index -= 1

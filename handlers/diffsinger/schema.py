@@ -11,7 +11,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from shared.schemas import BulkyInput, JobRequest
 
@@ -19,6 +28,9 @@ NOTE_NAME = re.compile(r"^([A-Ga-g])([#b]?)(-?\d+)([+-]\d+)?$")  # C4, D#3, Eb5,
 SEMITONES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 CURVES = ("energy", "breathiness", "voicing", "tension", "gender", "velocity")
 MAX_SEGMENTS = 200
+MIDI_RANGE = (0, 127)  # C-1 to G9: the notes a score or `notes` may hold
+F0_MAX_HZ = 12543.85  # G9, MIDI 127: the highest pitch an f0 curve may ask for
+FLOAT32_MAX = 3.4028234663852886e38  # the graphs compute in float32: anything larger becomes infinity
 # OpenUtau's lyric syntax for a word's phonemes: `read[r eh d]` sings r eh d whatever the dictionary says.
 PHONETIC_HINT = re.compile(r"\[([^\[\]]*)\]")
 _LYRIC_WORD = re.compile(r"(?:[^\s\[\]]|\[[^\[\]]*\])+")  # whitespace splits words, except inside brackets
@@ -36,14 +48,26 @@ def note_to_midi(name: str) -> float | None:
     return 12 * (int(octave) + 1) + semitone + (int(cents) / 100 if cents else 0.0)
 
 
+class _FieldRule(ValueError):
+    """A rule one field of a .ds segment breaks, found by a check that reads several fields."""
+
+    def __init__(self, field: str, rule: str) -> None:
+        super().__init__(rule)
+        self.field = field
+
+
+def _float32(values: list[float], field: str) -> list[float]:
+    if not all(abs(value) <= FLOAT32_MAX for value in values):  # False for NaN too
+        raise _FieldRule(field, "NaN, infinity, or a number beyond float32's range (3.4e38), in which the graphs run")
+    return values
+
+
 def _numbers(text: str, field: str) -> list[float]:
     try:
         values = [float(item) for item in text.split()]
     except ValueError:
-        raise ValueError(f"{field}: space-separated numbers expected") from None
-    if not all(value == value and abs(value) != float("inf") for value in values):
-        raise ValueError(f"{field}: NaN or infinity")
-    return values
+        raise _FieldRule(field, "space-separated numbers expected") from None
+    return _float32(values, field)
 
 
 def _number_string(value: Any) -> Any:
@@ -58,6 +82,7 @@ def _number_string(value: Any) -> Any:
 
 Sequence = Annotated[str, StringConstraints(min_length=1, max_length=200_000)]
 Timestep = Annotated[float, BeforeValidator(_number_string), Field(gt=0, le=1)]
+SpeakerWeights = dict[str, Annotated[float, Field(ge=0, le=1)]]
 
 
 class DsSegment(BaseModel):
@@ -86,7 +111,7 @@ class DsSegment(BaseModel):
     gender_timestep: Timestep | None = None
     velocity: Annotated[float | str, BeforeValidator(_number_string)] | None = None
     velocity_timestep: Timestep | None = None
-    spk_mix: dict[str, float] | None = Field(None, description="Speaker weights for this segment.")
+    spk_mix: SpeakerWeights | None = Field(None, description="Speaker weights for this segment, 0-1, some above 0.")
 
     def phonemes(self) -> list[str]:
         return self.ph_seq.split()
@@ -102,50 +127,85 @@ class DsSegment(BaseModel):
             return []
         return list(zip(map(note_to_midi, self.note_seq.split()), _numbers(self.note_dur, "note_dur"), strict=True))
 
+    def seconds(self) -> float:
+        """How long the segment lasts: its phonemes, or its notes where they run longer (the runner fits the
+        notes to the phonemes, but a note's length must still be one the frame arithmetic can hold)."""
+        note_seconds = sum(seconds for _, seconds in self.notes())
+        return max(sum(self.durations()), note_seconds)
+
     def curve(self, name: str) -> tuple[list[float], float] | None:
         """A curve and its timestep; a static number is a one-sample curve."""
-        value = getattr(self, "f0_seq" if name == "f0" else name)
+        field = "f0_seq" if name == "f0" else name
+        value = getattr(self, field)
         if value is None:
             return None
         if isinstance(value, float):
-            return [value], 1.0
-        return _numbers(value, name), getattr(self, f"{name}_timestep")
+            return _float32([value], field), 1.0
+        return _numbers(value, field), getattr(self, f"{name}_timestep")
 
     @model_validator(mode="after")
     def _consistent(self) -> DsSegment:
+        try:
+            self._check_fields()
+        except _FieldRule as broken:
+            # Located at the field (ds.N.<field>), as pydantic locates an error of one field alone.
+            error = PydanticCustomError("value_error", "{rule}", {"rule": str(broken)})
+            details = InitErrorDetails(type=error, loc=(broken.field,), input=getattr(self, broken.field))
+            raise ValidationError.from_exception_data(type(self).__name__, [details]) from None
+        return self
+
+    def _check_fields(self) -> None:
         phonemes = self.phonemes()
         durations = self.durations()
         if len(durations) != len(phonemes):
-            raise ValueError(f"ph_dur: {len(durations)} durations for {len(phonemes)} phonemes in ph_seq")
+            raise _FieldRule("ph_dur", f"{len(durations)} durations for the {len(phonemes)} phonemes of ph_seq")
         if any(value < 0 for value in durations):
-            raise ValueError("ph_dur: a negative duration")
+            raise _FieldRule("ph_dur", "a negative duration")
+        if not sum(durations) > 0:
+            raise _FieldRule("ph_dur", "the phonemes last 0 s; a segment needs some length")
         if self.ph_num is not None:
             words = _numbers(self.ph_num, "ph_num")
             if any(value < 1 or value != int(value) for value in words) or sum(words) != len(phonemes):
-                raise ValueError(
-                    f"ph_num: positive whole numbers summing to the {len(phonemes)} phonemes (got sum {sum(words):g})"
+                raise _FieldRule(
+                    "ph_num",
+                    f"positive whole numbers summing to the {len(phonemes)} phonemes (these sum to {sum(words):g})",
                 )
         if (self.note_seq is None) != (self.note_dur is None):
-            raise ValueError("note_seq and note_dur: give both or neither")
+            raise _FieldRule("note_dur" if self.note_dur is None else "note_seq", "give note_seq and note_dur together")
         if self.note_seq is not None:
-            notes = self.note_seq.split()
-            lengths = {"note_dur": len(_numbers(self.note_dur, "note_dur"))}
-            if self.note_slur is not None:
-                lengths["note_slur"] = len(self.note_slur.split())
-            wrong = [f"{name} has {length}" for name, length in lengths.items() if length != len(notes)]
-            if wrong:
-                raise ValueError(f"note_seq has {len(notes)} notes but {', '.join(wrong)}")
-            for note in notes:
-                note_to_midi(note)
-        if self.f0_seq is None and self.note_seq is None:
-            raise ValueError("f0_seq or note_seq: the pitch needs one of them")
+            self._check_notes()
+        elif self.f0_seq is None:
+            raise _FieldRule("note_seq", "required without f0_seq: the pitch needs one of them")
         for name in ("f0", *CURVES):
-            value = getattr(self, "f0_seq" if name == "f0" else name)
-            if isinstance(value, str) and getattr(self, f"{name}_timestep") is None:
-                raise ValueError(f"{name}_timestep: required with a {name} curve")
-            if isinstance(value, str):
-                _numbers(value, name)
-        return self
+            is_curve = isinstance(getattr(self, "f0_seq" if name == "f0" else name), str)
+            if is_curve and getattr(self, f"{name}_timestep") is None:
+                raise _FieldRule(f"{name}_timestep", f"required with a {name} curve")
+            self.curve(name)  # for its number errors
+        f0 = self.curve("f0")
+        if f0 is not None and not all(0 <= hz <= F0_MAX_HZ for hz in f0[0]):
+            raise _FieldRule("f0_seq", f"Hz from 0 to {F0_MAX_HZ:g} (G9, MIDI 127)")
+        if self.spk_mix is not None and not sum(self.spk_mix.values()) > 0:
+            raise _FieldRule("spk_mix", "at least one weight above 0")
+
+    def _check_notes(self) -> None:
+        names = self.note_seq.split()
+        note_durations = _numbers(self.note_dur, "note_dur")
+        lengths = {"note_dur": len(note_durations)}
+        if self.note_slur is not None:
+            lengths["note_slur"] = len(self.note_slur.split())
+        for field, length in lengths.items():
+            if length != len(names):
+                raise _FieldRule(field, f"{length} values for the {len(names)} notes of note_seq")
+        if any(value < 0 for value in note_durations):
+            raise _FieldRule("note_dur", "a negative duration")
+        low, high = MIDI_RANGE
+        for name in names:
+            try:
+                midi = note_to_midi(name)
+            except ValueError as exc:
+                raise _FieldRule("note_seq", str(exc)) from None
+            if midi is not None and not low <= midi <= high:
+                raise _FieldRule("note_seq", f"{name!r} is outside MIDI {low}..{high} (C-1 to G9)")
 
 
 def lyric_words(text: str, field: str) -> list[str]:
@@ -170,7 +230,13 @@ def phonetic_hint(word: str) -> tuple[str, list[str] | None]:
 
 
 def _pitch(value: Any) -> Any:
-    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else note_to_midi(str(value))
+    """A MIDI number as it is, a note name's number, None (JSON null) for "rest" or null."""
+    if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    return note_to_midi(str(value))
+
+
+Midi = Annotated[float, Field(ge=MIDI_RANGE[0], le=MIDI_RANGE[1])]
 
 
 class NoteSpec(BaseModel):
@@ -178,8 +244,8 @@ class NoteSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    pitch: Annotated[Annotated[float, Field(ge=0, le=127)] | None, BeforeValidator(_pitch)] = Field(
-        description="A note name (C4, D#3, Eb5), a MIDI number, or rest."
+    pitch: Annotated[Midi | None, BeforeValidator(_pitch, json_schema_input_type=str | Midi | None)] = Field(
+        description="A note name (C4, D#3, Eb5), a MIDI number, or rest (also null)."
     )
     duration: float = Field(gt=0, le=60, description="Seconds, or beats when bpm is given.")
 
@@ -213,7 +279,7 @@ class DiffSingerRequest(JobRequest):
         description="Words alone, sung on a default melody in `key` at `bpm`; a word may spell its phonemes "
         "in brackets as in lyrics: read[r eh d].",
     )
-    key: Annotated[float, BeforeValidator(_pitch), Field(ge=36, le=84)] = Field(
+    key: Annotated[float, BeforeValidator(_pitch, json_schema_input_type=str | float), Field(ge=36, le=84)] = Field(
         60.0, description="Tonic of the default melody for text: a note name or MIDI number (default C4, 60)."
     )
     language: str | None = Field(
@@ -223,7 +289,7 @@ class DiffSingerRequest(JobRequest):
     )
     model: Literal["diffsinger"] | None = Field(None, description="Accepted for clients that name the model.")
     speaker: str | None = Field(None, description="One of the bank's speakers; default: its first.")
-    speaker_mix: dict[str, Annotated[float, Field(ge=0, le=1)]] | None = Field(
+    speaker_mix: SpeakerWeights | None = Field(
         None, description="Speaker weights (normalized to sum 1); instead of speaker."
     )
     key_shift: float = Field(
@@ -254,8 +320,15 @@ class DiffSingerRequest(JobRequest):
             sung = sum(note.pitch is not None for note in self.notes)
             if len(words) != sung:
                 raise ValueError(f"lyrics: {len(words)} words for {sung} sung notes (rests take no word)")
-            if words[0] == "+":
-                raise ValueError("lyrics: + carries the previous word, so it cannot come first")
+            sung_after_rest = [
+                index == 0 or self.notes[index - 1].pitch is None
+                for index, note in enumerate(self.notes)
+                if note.pitch is not None
+            ]
+            if any(word == "+" and after_rest for word, after_rest in zip(words, sung_after_rest, strict=True)):
+                raise ValueError(
+                    "lyrics: + carries the previous word onto its note, so it cannot come first or after a rest"
+                )
         if self.bpm is not None and self.ds is not None:
             raise ValueError("bpm: for notes and text; a .ds score is timed in seconds")
         return self
@@ -272,14 +345,6 @@ class DiffSingerRequest(JobRequest):
 
     def beat_seconds(self) -> float:
         return 60.0 / (self.bpm or 120.0) if self.text is not None or self.bpm is not None else 1.0
-
-    def total_seconds(self) -> float:
-        """How long the song lasts (the lyrics' lead-in and tail are a second at most)."""
-        if self.ds is not None:
-            return max(segment.offset + sum(segment.durations()) for segment in self.ds)
-        if self.notes is not None:
-            return sum(note.duration for note in self.notes) * self.beat_seconds()
-        return 2.5 * self.beat_seconds() * len(lyric_words(self.text, "text"))
 
 
 DiffSingerRequest.model_rebuild()

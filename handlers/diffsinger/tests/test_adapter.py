@@ -15,9 +15,11 @@ import soundfile
 from loguru import logger
 
 from handlers.diffsinger.adapter import DiffSinger
+from handlers.diffsinger.tests.test_rests import CountedStop
 from handlers.diffsinger.tiny_bank import JAPANESE_WORDS, move_timing_to_root, write_language_dictionary
 from shared.pipeline import Worker
 from shared.settings import Settings
+from shared.stop import StopSignal
 
 pytestmark = pytest.mark.tiny
 
@@ -110,14 +112,15 @@ def test_the_legacy_bank_sings(banks, tmp_path):
     assert error == "key_shift: this bank has no key-shift embedding; leave key_shift unset"
 
 
+LONG_SEGMENT = SEGMENT | {"ph_dur": SEGMENT["ph_dur"].replace("0.3", "300", 1)}  # 301.78 s
 BAD_INPUTS = [
-    ({"ds": SEGMENT | {"ph_seq": SEGMENT["ph_seq"].replace("en/ow", "en/zz")}}, "ds[0].ph_seq: en/zz not in this bank"),
-    ({"ds": [SEGMENT, SEGMENT | {"ph_seq": "SP qq SP", "ph_dur": "1 1 1", "ph_num": "3"}]}, "ds[1].ph_seq: qq"),
-    ({"ds": SEGMENT | {"ph_num": "2 2 2 3"}}, "ph_num: positive whole numbers summing to the 10 phonemes"),
-    ({"ds": SEGMENT | {"note_dur": "0.38 0.4 0.5"}}, "note_seq has 5 notes but note_dur has 3"),
-    ({"ds": SEGMENT | {"ph_dur": "0.3 0.08"}}, "ph_dur: 2 durations for 10 phonemes in ph_seq"),
-    ({"ds": SEGMENT | {"note_seq": "rest C4 E4 H4 rest"}}, "'H4' is not a note name"),
-    ({"ds": SEGMENT | {"f0_seq": "220 220"}}, "f0_timestep: required with a f0 curve"),
+    ({"ds": SEGMENT | {"ph_seq": SEGMENT["ph_seq"].replace("en/ow", "en/zz")}}, "ds.0.ph_seq: en/zz not in this bank"),
+    ({"ds": [SEGMENT, SEGMENT | {"ph_seq": "SP qq SP", "ph_dur": "1 1 1", "ph_num": "3"}]}, "ds.1.ph_seq: qq"),
+    ({"ds": SEGMENT | {"ph_num": "2 2 2 3"}}, "ds.0.ph_num: positive whole numbers summing to the 10 phonemes"),
+    ({"ds": SEGMENT | {"note_dur": "0.38 0.4 0.5"}}, "ds.0.note_dur: 3 values for the 5 notes of note_seq"),
+    ({"ds": SEGMENT | {"ph_dur": "0.3 0.08"}}, "ds.0.ph_dur: 2 durations for the 10 phonemes of ph_seq"),
+    ({"ds": SEGMENT | {"note_seq": "rest C4 E4 H4 rest"}}, "ds.0.note_seq: 'H4' is not a note name"),
+    ({"ds": SEGMENT | {"f0_seq": "220 220"}}, "ds.0.f0_timestep: required with a f0 curve"),
     (
         {"ds": SEGMENT, "speaker": "bass"},
         "speaker: bass is not a speaker of this bank (speakers: tiny.alto, tiny.tenor)",
@@ -127,8 +130,20 @@ BAD_INPUTS = [
     ({"ds": SEGMENT, "key_shift": 7}, "key_shift: 7 is outside this bank's range -5..5 semitones"),
     (
         {"ds": SEGMENT | {"offset": 700}},
-        "ds: the score lasts 702.1 s, over this endpoint's 600 s (DIFFSINGER_MAX_SECONDS)",
+        "ds: the song sings 702.08 s, over this endpoint's 600 s (DIFFSINGER_MAX_SECONDS)",
     ),
+    ({"ds": [LONG_SEGMENT, LONG_SEGMENT]}, "ds: the song sings 603.56 s"),  # a 301.78 s song, sung twice over
+    ({"ds": SEGMENT | {"note_dur": "0.38 1e30 0.5 0.5 0.3"}}, "ds: the song sings 1e+30 s"),
+    ({"ds": SEGMENT | {"note_dur": "0.38 -0.4 0.5 0.5 0.3"}}, "ds.0.note_dur: a negative duration"),
+    ({"ds": SEGMENT | {"ph_dur": " ".join(["0"] * 10)}}, "ds.0.ph_dur: the phonemes last 0 s"),
+    ({"ds": SEGMENT | {"f0_seq": "220 1e39", "f0_timestep": 0.01}}, "ds.0.f0_seq: NaN, infinity, or a number beyond"),
+    ({"ds": SEGMENT | {"f0_seq": "220 20000", "f0_timestep": 0.01}}, "ds.0.f0_seq: Hz from 0 to 12543.9 (G9"),
+    ({"ds": SEGMENT | {"energy": "-30 1e39", "energy_timestep": 0.01}}, "ds.0.energy: NaN, infinity, or a number"),
+    ({"ds": SEGMENT | {"gender": "1e39"}}, "ds.0.gender: NaN, infinity, or a number beyond float32's range"),
+    ({"ds": SEGMENT | {"note_seq": "rest C4 E4 C999 rest"}}, "ds.0.note_seq: 'C999' is outside MIDI 0..127"),
+    ({"ds": SEGMENT | {"spk_mix": {"tiny.alto": 5}}}, "ds.0.spk_mix.tiny.alto: Input should be less than or equal"),
+    ({"ds": SEGMENT | {"spk_mix": {"tiny.alto": 0}}}, "ds.0.spk_mix: at least one weight above 0"),
+    ({"ds": SEGMENT | {"spk_mix": {"soprano": 1}}}, "ds.0.spk_mix: soprano is not a speaker of this bank"),
     ({"ds": SEGMENT, "steps": 0}, "steps"),
     ({"ds": SEGMENT, "gender": 0.5, "key_shift": 1}, "gender and key_shift: the same control"),
 ]
@@ -159,7 +174,9 @@ def test_each_vowel_starts_on_its_note_phrase_by_phrase(banks, tmp_path):
     worker = _worker(banks, tmp_path)
     worker.start()
     adapter = worker.cache._model
-    first, second = adapter._sung(DiffSinger.request_model.model_validate(LYRICS), {})  # the rest splits them
+    first, second = adapter._sung(
+        DiffSinger.request_model.model_validate(LYRICS), {}, StopSignal()
+    )  # the rest splits them
     # Lead-in 0.5 s; at 120 bpm: C4 0.5-1.0 (ah), D4 1.0-1.5 (ow, carried by +), rest, E4 1.75-2.25.
     assert first.phonemes == ["SP", "en/hh", "en/ah", "en/l", "en/ow", "SP"] and first.words == [2, 2, 1, 1]
     assert second.phonemes == ["SP", "en/w", "en/er", "en/l", "en/d", "SP"] and second.offset == 1.25
@@ -250,7 +267,19 @@ SUNG_BAD_INPUTS = [
     (LYRICS | {"lyrics": "hello world"}, "lyrics: 2 words for 3 sung notes (rests take no word)"),
     (LYRICS | {"notes": [{"pitch": "Q4", "duration": 1}]}, "'Q4' is not a note name"),
     ({"text": "hello", "ds": SEGMENT}, "ds, lyrics (with notes) or text: give exactly one of them"),
-    ({"text": "la " * 900}, "over this endpoint's 600 s (DIFFSINGER_MAX_SECONDS)"),
+    # One beat a word at 120 bpm, the last two, with the lead-in and tail: 1299 * 0.5 + 1 + 0.8 s.
+    ({"text": "la " * 1300}, "text: the song sings 651.3 s, over this endpoint's 600 s (DIFFSINGER_MAX_SECONDS)"),
+    # No space, one "word" by lyrics' rules, but 3333 words and 3332 rests of the melody: 3 + 1.5 s each at 20 bpm.
+    ({"text": "la," * 3333, "bpm": 20}, "text: the song sings 15000.8 s, over this endpoint's 600 s"),
+    # Ten notes of 59.95 s: 599.5 s of notes, over the cap with the lead-in and tail.
+    (
+        {"lyrics": "la " * 10, "notes": [{"pitch": "C4", "duration": 59.95}] * 10},
+        "lyrics: the song sings 600.3 s, over this endpoint's 600 s",
+    ),
+    (
+        LYRICS | {"lyrics": "hello + +"},
+        "lyrics: + carries the previous word onto its note, so it cannot come first or after a rest",
+    ),
 ]
 
 
@@ -267,3 +296,18 @@ def test_a_score_without_word_boundaries_takes_them_from_its_vowels(banks, tmp_p
     without = {key: value for key, value in SEGMENT.items() if key != "ph_num"}
     sung = _sing(worker, {"ds": without, "steps": 2})
     assert len(sung) == round(LENGTH * 44100) and np.abs(sung).max() > 0.01
+
+
+def test_a_cancelled_job_stops_inside_a_loop_over_the_notes(banks, tmp_path):
+    worker = _worker(banks, tmp_path)
+    many_notes = {
+        "ph_seq": "SP en/ah SP",
+        "ph_dur": "0.1 19.8 0.1",
+        "note_seq": " ".join(["C4", "rest"] * 1000),
+        "note_dur": " ".join(["0.01"] * 2000),
+    }
+    # The first check is the segment's, then one per note where the rests take their neighbours' pitch.
+    stop = CountedStop(stop_at=1 + 1000)
+    assert worker.run({"id": "c", "input": {"ds": many_notes, "steps": 2}}, stop=stop) == {"error": "job cancelled"}
+    assert stop.checks == 1001 and stop.steps == 1  # stopped at that note, before the pitch model's step
+    assert "outputs" in worker.run({"id": "good", "input": {"ds": SEGMENT, "steps": 2}})
