@@ -20,12 +20,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from audio_client.files import INLINE_INPUT_MAX_BYTES, Bucket, StreamFile, attach_file, save_outputs
+from audio_client.files import (
+    DOWNLOAD_TIMEOUT_S,
+    INLINE_INPUT_MAX_BYTES,
+    MAX_DOWNLOAD_BYTES,
+    MAX_UPLOAD_BYTES,
+    Bucket,
+    DownloadRules,
+    StreamFile,
+    attach_file,
+    save_outputs,
+)
 from audio_client.jobs import AudioClient, ClientError, JobResult
+from audio_client.routing import UI_TOKEN_VARIABLE
 
 
 def _value(text: str) -> Any:
@@ -81,7 +93,11 @@ def _progress(update: dict[str, Any]) -> None:
     print(f"\r{bar} {update.get('stage', '')}", end="", file=sys.stderr, flush=True)
 
 
-def finish(result: JobResult, args: argparse.Namespace, bucket: Bucket | None) -> int:
+def download_rules(args: argparse.Namespace) -> DownloadRules:
+    return DownloadRules(args.max_download_bytes, args.download_timeout, frozenset(args.allow_bucket))
+
+
+def finish(client: AudioClient, result: JobResult, args: argparse.Namespace, bucket: Bucket | None) -> int:
     if _Bar.drawn:
         print(file=sys.stderr)
     if not result.ok:
@@ -89,7 +105,15 @@ def finish(result: JobResult, args: argparse.Namespace, bucket: Bucket | None) -
         return 1
     output = result.output if isinstance(result.output, dict) else {}
     try:
-        saved = save_outputs(output, result.job_id, Path(args.out), bucket, args.worker_output_dir)
+        saved = save_outputs(
+            output,
+            result.job_id,
+            Path(args.out),
+            bucket,
+            args.worker_output_dir,
+            download_rules(args),
+            client.target(args.worker).url,
+        )
     except (OSError, ValueError) as exc:
         raise ClientError(f"job {result.job_id}: {exc}", 2) from None
     for file in saved:
@@ -116,7 +140,7 @@ def stream_to_file(
         sink.close()
     if sink.seconds:
         print(f"{args.to}\t{sink.seconds:g} s\tstreamed")
-    return finish(result, args, bucket)
+    return finish(client, result, args, bucket)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -134,6 +158,25 @@ def parser() -> argparse.ArgumentParser:
     def output_folders(command: argparse.ArgumentParser) -> None:
         command.add_argument("--out", default="outputs", help="folder for the audio (default ./outputs)")
         command.add_argument("--worker-output-dir", type=Path, help="a local worker's OUTPUT_DIR, to copy from")
+        command.add_argument(
+            "--max-download-bytes",
+            type=int,
+            default=MAX_DOWNLOAD_BYTES,
+            help="refuse an output file larger than this (default: 512 MiB)",
+        )
+        command.add_argument(
+            "--download-timeout",
+            type=float,
+            default=DOWNLOAD_TIMEOUT_S,
+            help="seconds to save one output file, retries included (default: 600)",
+        )
+        command.add_argument(
+            "--allow-bucket",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="also download s3:// outputs from this bucket (default: BUCKET_NAME's only)",
+        )
 
     def inline_limit(command: argparse.ArgumentParser) -> None:
         command.add_argument(
@@ -167,8 +210,18 @@ def parser() -> argparse.ArgumentParser:
     wait.add_argument("job_id")
     saving(wait)
     ui = commands.add_parser("ui", help="serve a page on 127.0.0.1 to try every worker in a browser")
-    ui.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
+    ui.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help=f"interface to listen on (default: this machine only; another needs {UI_TOKEN_VARIABLE})",
+    )
     ui.add_argument("--port", type=int, default=8765)
+    ui.add_argument(
+        "--max-upload-bytes",
+        type=int,
+        default=MAX_UPLOAD_BYTES,
+        help="refuse a job's request, its files included, over this size (default: 256 MiB)",
+    )
     output_folders(ui)
     inline_limit(ui)
     return main
@@ -182,7 +235,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "ui":
             from audio_client.ui import serve
 
-            serve(client, bucket, Path(args.out), args.worker_output_dir, args.inline_max_bytes, args.host, args.port)
+            serve(
+                client,
+                bucket,
+                Path(args.out),
+                args.worker_output_dir,
+                args.inline_max_bytes,
+                args.host,
+                args.port,
+                os.environ.get(UI_TOKEN_VARIABLE) or None,
+                args.max_upload_bytes,
+                download_rules(args),
+            )
             return 0
         if args.command == "status":
             print(json.dumps(client.status(args.worker, args.job_id), indent=2))
@@ -191,14 +255,14 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(client.cancel(args.worker, args.job_id), indent=2))
             return 0
         if args.command == "wait":
-            return finish(client.wait(args.worker, args.job_id, _progress, args.timeout), args, bucket)
+            return finish(client, client.wait(args.worker, args.job_id, _progress, args.timeout), args, bucket)
         job_input = build_input(args, bucket)
         if args.command == "stream":
             return stream_to_file(client, args, job_input | {"stream": True}, bucket)
         if args.mode == "async":
             print(client.submit(args.worker, job_input))
             return 0
-        return finish(client.run_sync(args.worker, job_input, _progress, args.timeout), args, bucket)
+        return finish(client, client.run_sync(args.worker, job_input, _progress, args.timeout), args, bucket)
     except ClientError as exc:
         print(f"audio-client: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CONFIG_VARIABLE = "AUDIO_CLIENT_CONFIG"
+UI_TOKEN_VARIABLE = "AUDIO_CLIENT_UI_TOKEN"  # the page's token (audio_client/ui.py), not a worker's target
 # RunPod's job API; another base (a test double of the platform) with AUDIO_CLIENT_RUNPOD_URL.
 RUNPOD_URL = "https://api.runpod.ai/v2"
 
@@ -75,7 +76,7 @@ def load_routes(config: Path | None = None, environ: Mapping[str, str] = os.envi
             routes[worker] = Route.parse(worker, str(target.get("endpoint") or target.get("url")), where)
     prefix = "AUDIO_CLIENT_"
     for name, value in environ.items():
-        if name.startswith(prefix) and name not in (CONFIG_VARIABLE, "AUDIO_CLIENT_RUNPOD_URL"):
+        if name.startswith(prefix) and name not in (CONFIG_VARIABLE, UI_TOKEN_VARIABLE, "AUDIO_CLIENT_RUNPOD_URL"):
             worker = name.removeprefix(prefix).lower()
             routes[worker] = Route.parse(worker, value, name)
     return routes

@@ -35,9 +35,11 @@ def with_retries(call: Callable[[], T], what: str, sleep: Callable[[float], None
         try:
             return call()
         except requests.HTTPError as exc:
+            # `is not None`: a Response is falsy for every 4xx/5xx (its __bool__ is `ok`).
             status = exc.response.status_code if exc.response is not None else 0
             if status != 429 and status < 500:
-                raise TargetError(f"{what}: HTTP {status} {exc.response.text[:300] if exc.response else ''}") from None
+                message = error_message(exc.response) if exc.response is not None else ""
+                raise TargetError(f"{what}: HTTP {status}" + (f": {message}" if message else "")) from None
             failure: Exception = exc
         except (requests.ConnectionError, requests.Timeout) as exc:
             failure = exc
@@ -47,10 +49,25 @@ def with_retries(call: Callable[[], T], what: str, sleep: Callable[[float], None
     raise AssertionError("unreachable")
 
 
+def error_message(response: requests.Response) -> str:
+    """What a refusal's body says: its JSON "error", "message" or "detail" (RunPod's API, the SDK's local
+    server), else its text; shortened."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        found = next((body[key] for key in ("error", "message", "detail") if body.get(key)), None)
+        if found is not None:
+            return str(found)[:500]
+    return response.text.strip()[:500]
+
+
 class Target(ABC):
     """One worker deployment. Every call returns the API's JSON: {"id", "status", "output" | "error", ...}."""
 
     description: str
+    url: str  # where the client reaches it: its outputs' URLs may use this address's network (files.py)
 
     @abstractmethod
     def run(self, job_input: dict[str, Any]) -> dict[str, Any]: ...
@@ -78,6 +95,7 @@ class RunPodTarget(Target):
         self._client.endpoint_url_base = base_url
         self._endpoint = endpoint_id
         self.description = f"RunPod endpoint {endpoint_id}"
+        self.url = f"{base_url}/{endpoint_id}"
 
     def _call(self, method: str, path: str, data: dict | None = None, timeout: float = 30) -> dict[str, Any]:
         """Through the SDK's client, which raises RuntimeError on HTTP 401 and HTTPError on the others."""
@@ -110,13 +128,13 @@ class RunPodTarget(Target):
 
 class LocalTarget(Target):
     def __init__(self, url: str) -> None:
-        self._url = url
+        self.url = url
         self._session = requests.Session()
         self.description = f"local server {url}"
 
     def _post(self, path: str, data: dict | None, timeout: float) -> dict[str, Any]:
         def request() -> dict[str, Any]:
-            response = self._session.post(f"{self._url}/{path}", json=data, timeout=timeout)
+            response = self._session.post(f"{self.url}/{path}", json=data, timeout=timeout)
             response.raise_for_status()
             return response.json()
 

@@ -231,8 +231,9 @@ def test_a_job_shows_progress_then_players_of_the_expected_duration_and_its_para
     assert wait_done(page) == "COMPLETED"
     stages = [seen["stage"] for seen in page.evaluate("window.progressSeen")]
     # The local server runs a job inside its first status call: whether a poll sees it running first is a
-    # race, so the notice may or may not show; nothing else may.
-    assert set(stages) <= {"running on the local test server", "completed"} and stages[-1] == "completed", stages
+    # race, so the notice may or may not show between submitting and completed; nothing else may.
+    assert stages[0] == "submitting" and stages[-1] == "completed", stages
+    assert set(stages) <= {"submitting", "running on the local test server", "completed"}, stages
     assert loaded_durations(page) == pytest.approx([1.5, 1.5], abs=0.01)
     captions = page.locator("figure.output figcaption").all_inner_texts()
     assert all("1.5 s · flac · 32000 Hz · 1 ch" in caption for caption in captions), captions
