@@ -90,8 +90,9 @@ def _codec(size: str) -> HeartCodec:
 
 
 def build_heartmula(target: Path, size: str) -> None:
-    """`size`: tiny, bench, or full (the published sizes, for GPU memory checks: HeartMuLa saved in bfloat16
-    as published, ~7 GB; build it on a GPU machine)."""
+    """`size`: tiny, bench, or full (the published sizes, for GPU memory checks: HeartMuLa saved in bfloat16,
+    ~7 GB, where the published one is float32, ~15.8 GB: the worker loads bfloat16 either way; build it on a
+    GPU machine)."""
     torch.manual_seed(0)
     target.mkdir(parents=True, exist_ok=True)
     (target / "gen_config.json").write_text(json.dumps(GEN_CONFIG, indent=2))
