@@ -67,7 +67,10 @@ class OnnxRuntime(Runtime):
 
     def seed(self, seed: int) -> None:
         super().seed(seed)
-        onnxruntime.set_seed(seed)  # the graphs' own random nodes (diffusion noise)
+        # The graphs' own random nodes (diffusion noise), but only in sessions created after this (on the CPU
+        # a node's generator is seeded when its session is made; on CUDA they share one, which this restarts):
+        # a worker whose graphs sample noise opens those graphs again per job (handlers/diffsinger/runner.py).
+        onnxruntime.set_seed(seed)
 
     def is_device_fault(self, exc: BaseException) -> bool:
         return any(marker in str(exc) for marker in _FAULT_MARKERS)

@@ -86,6 +86,7 @@ class DiffSinger(ModelAdapter[DiffSingerRequest, DiffSingerConfig]):
         return {"text": f"{word} {word}", "language": language or None, "steps": 4, "seed": 42}
 
     def predict(self, request: DiffSingerRequest, audio_inputs: dict[AudioLabel, Audio], job: JobContext) -> Prediction:
+        self.synthesizer.reseed(job.seed)  # before any graph runs, the duration model's included
         mix = self._speaker_mix(request.speaker, request.speaker_mix, "speaker_mix")
         gender = self._gender(request.key_shift, request.gender)
         if request.ds is not None:

@@ -6,11 +6,18 @@ rank of `steps`/`depth` differs between exporter versions. A declared input the 
 a start-up error. Frame arithmetic follows DiffSinger's inference: a phoneme ends at frame
 round(end_seconds / frame_seconds + 0.5). A segment is sung as given, its silences (SP, AP) included:
 the .ds format carries them, and the lyrics front end adds them as OpenUtau does.
+
+A graph that samples its own noise (DiffSinger's diffusion and rectified-flow exports: RandomNormalLike and
+kin) gets a new session before its first run in each job, created under a seed drawn from the job's: onnxruntime
+seeds a random node's generator when its session is created (`set_seed` before a run of an existing session
+does not restart it), so this is what makes a seed repeat its audio whatever jobs ran before. Graphs without
+random nodes keep their sessions.
 """
 
 from __future__ import annotations
 
 import math
+import mmap
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +46,23 @@ KNOWN_INPUTS = {
 }  # fmt: skip
 
 
+# ONNX operators that draw random numbers; their generators are seeded when a session is created.
+RANDOM_OPS = ("RandomNormalLike", "RandomNormal", "RandomUniformLike", "RandomUniform", "Multinomial", "Bernoulli")
+
+
+def samples_noise(path: Path) -> bool:
+    """Whether a graph holds a random node, in its body or any subgraph (a Loop's, an If's). Read from the
+    file's bytes, without the onnx package (not in the image): a node's op_type is its field 4, a string, so a
+    random node's bytes are that tag, the name's length and the name."""
+    with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return any(data.find(b"\x22" + bytes([len(op)]) + op.encode()) >= 0 for op in RANDOM_OPS)
+
+
+def graph_seed(seed: int, name: str) -> int:
+    """A graph's own seed for a job: each graph's noise its own stream, all of them the job seed's."""
+    return int(np.random.SeedSequence([seed, *name.encode()]).generate_state(1)[0])
+
+
 def check_stop(stop: StopSignal) -> None:
     """A cancellation point in a loop over the input: raises JobCancelled once the job is stopped, counting
     no step per item (`stop.step()` counts the graphs run)."""
@@ -64,25 +88,37 @@ def providers(device: str) -> list:
     return [("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
 
 
+def open_session(path: Path, device: str, threads: int) -> onnxruntime.InferenceSession:
+    try:
+        session = onnxruntime.InferenceSession(str(path), session_options(threads), providers=providers(device))
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped failures
+        raise ModelFilesError(f"{path}: onnxruntime cannot load it ({type(exc).__name__}: {exc})") from exc
+    if device == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
+        raise ModelFilesError(
+            f"{path}: onnxruntime could not place it on the GPU (providers {session.get_providers()})"
+        )
+    return session
+
+
 @dataclass
 class Graph:
-    """One ONNX graph and what it declares."""
+    """One ONNX graph and what it declares. A graph with random nodes (`stochastic`) is opened again, under
+    its seed, before its first run after `reseed`."""
 
     name: str
-    session: onnxruntime.InferenceSession
+    session: onnxruntime.InferenceSession | None
     ranks: dict[str, int] = field(default_factory=dict)
+    path: Path | None = None
+    device: str = "cpu"
+    threads: int = 0
+    stochastic: bool = False
+    pending_seed: int | None = None  # set by `reseed`: the session to open before the next run
 
     @classmethod
     def load(cls, name: str, path: Path, device: str, threads: int) -> Graph:
-        try:
-            session = onnxruntime.InferenceSession(str(path), session_options(threads), providers=providers(device))
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped failures
-            raise ModelFilesError(f"{path}: onnxruntime cannot load it ({type(exc).__name__}: {exc})") from exc
-        if device == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
-            raise ModelFilesError(
-                f"{path}: onnxruntime could not place it on the GPU (providers {session.get_providers()})"
-            )
-        graph = cls(name, session, {arg.name: len(arg.shape) for arg in session.get_inputs()})
+        session = open_session(path, device, threads)
+        ranks = {arg.name: len(arg.shape) for arg in session.get_inputs()}
+        graph = cls(name, session, ranks, path, device, threads, stochastic=samples_noise(path))
         unknown = sorted(set(graph.ranks) - KNOWN_INPUTS[name])
         if unknown:
             raise ModelFilesError(
@@ -90,10 +126,26 @@ class Graph:
             )
         return graph
 
+    def reseed(self, seed: int) -> None:
+        """A new job: a stochastic graph's next run opens a new session under this graph's share of `seed`."""
+        if self.stochastic:
+            self.pending_seed = graph_seed(seed, self.name)
+
+    def _renew(self) -> None:
+        """A new session, its random nodes seeded by the pending seed (onnxruntime reads the global seed when a
+        session is created; on CUDA the random kernels share one generator, which `set_seed` restarts)."""
+        self.session = None  # the old session's memory goes before the new one takes its own
+        onnxruntime.set_seed(self.pending_seed)
+        self.session = open_session(self.path, self.device, self.threads)
+        onnxruntime.set_seed(self.pending_seed)
+        self.pending_seed = None
+
     def takes(self, name: str) -> bool:
         return name in self.ranks
 
     def run(self, available: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.pending_seed is not None:
+            self._renew()
         feeds = {}
         for name, rank in self.ranks.items():
             if name not in available:
@@ -126,6 +178,20 @@ def hz_to_midi(hz: np.ndarray) -> np.ndarray:
     return (69.0 + 12.0 * np.log2(np.maximum(hz, 1e-3) / 440.0)).astype(np.float32)
 
 
+def voiced_midi(hz: np.ndarray) -> np.ndarray:
+    """A pitch curve in MIDI with its unvoiced samples (0 Hz, as scores and pitch extractors write them) filled
+    as DiffSinger's `interp_f0` fills them: linear in log frequency between the voiced samples around them, the
+    nearest voiced value held beyond the first and last. All unvoiced: C4 (60), the pitch DiffSinger gives notes
+    that are all rests."""
+    voiced = hz > 0
+    if not voiced.any():
+        return np.full(hz.shape, 60.0, dtype=np.float32)
+    midi = hz_to_midi(hz)
+    index = np.arange(hz.size)
+    midi[~voiced] = np.interp(index[~voiced], index[voiced], midi[voiced])
+    return midi
+
+
 @dataclass(frozen=True)
 class Note:
     midi: float | None  # None: a rest
@@ -148,7 +214,7 @@ class Segment:
 @dataclass(frozen=True)
 class Controls:
     speaker_mix: dict[str, float]  # speaker -> weight, summing to 1 (empty for a single-speaker bank)
-    gender: float  # -1..1: formant shift (the bank's key-shift embedding), positive is lower
+    gender: float  # -1..1: formant shift (the bank's key-shift embedding), positive is up (brighter)
     velocity: float  # consonant speed ratio
     steps: int
     depth: float
@@ -178,6 +244,14 @@ class Synthesizer:
             self.variance_linguistic = load("variance_linguistic", bank.variance.model("linguistic"))
             self.variance = load("variance", bank.variance.model("variance"))
         self.needed_curves = needs_variance
+
+    def reseed(self, seed: int) -> None:
+        """A job's seed: each graph that samples noise draws it from this seed alone (a new session before its
+        first run in the job), whatever jobs ran before."""
+        for graph in (self.acoustic, self.vocoder, self.dur, self.dur_linguistic, self.pitch, self.pitch_linguistic,
+                      self.variance, self.variance_linguistic):  # fmt: skip
+            if graph is not None:
+                graph.reseed(seed)
 
     def speaker_embeds(self, stage: StageConfig, mix: dict[str, float], frames: int) -> np.ndarray | None:
         """The mix's embedding repeated over `frames` rows; None for a single-speaker model."""
@@ -281,17 +355,21 @@ class Synthesizer:
         tokens, frames = self._timing(acoustic, segment)
         total = int(frames.sum())
         frame_seconds = acoustic.frame_seconds
-        # Pitch in MIDI on the acoustic grid: the score's f0, the pitch model's, or the notes'.
+        # Pitch in MIDI on the acoustic grid: the score's f0, the pitch model's, or the notes'. The score's
+        # reaches the acoustic model and vocoder as given (0 Hz unvoiced, as DiffSinger feeds them) and the
+        # variance model with its unvoiced frames interpolated, as DiffSinger's variance inference does.
         if segment.f0 is not None:
             values, timestep = segment.f0
-            midi = hz_to_midi(resample_curve(values, timestep, frame_seconds, total))
-        elif self.pitch is not None:
-            predicted, grid = self._predict_pitch(segment, controls, stop)
-            midi = resample_curve(predicted, grid, frame_seconds, total)
+            f0 = resample_curve(values, timestep, frame_seconds, total)[None]
+            midi = resample_curve(voiced_midi(values), timestep, frame_seconds, total)
         else:
-            midi = self._note_pitch(segment, frame_seconds, total, stop)
+            if self.pitch is not None:
+                predicted, grid = self._predict_pitch(segment, controls, stop)
+                midi = resample_curve(predicted, grid, frame_seconds, total)
+            else:
+                midi = self._note_pitch(segment, frame_seconds, total, stop)
+            f0 = midi_to_hz(midi)[None]
         stop.step()
-        f0 = midi_to_hz(midi)[None]
         feeds: dict[str, np.ndarray] = {
             "tokens": acoustic.token_ids(tokens),
             "languages": acoustic.language_ids(tokens),

@@ -174,6 +174,7 @@ class DsSegment(BaseModel):
             raise _FieldRule("note_dur" if self.note_dur is None else "note_seq", "give note_seq and note_dur together")
         if self.note_seq is not None:
             self._check_notes()
+            self._check_words()
         elif self.f0_seq is None:
             raise _FieldRule("note_seq", "required without f0_seq: the pitch needs one of them")
         for name in ("f0", *CURVES):
@@ -198,6 +199,8 @@ class DsSegment(BaseModel):
                 raise _FieldRule(field, f"{length} values for the {len(names)} notes of note_seq")
         if any(value < 0 for value in note_durations):
             raise _FieldRule("note_dur", "a negative duration")
+        if self.note_slur is not None and any(value not in (0, 1) for value in _numbers(self.note_slur, "note_slur")):
+            raise _FieldRule("note_slur", "0 or 1 per note (1: the note continues the word before)")
         low, high = MIDI_RANGE
         for name in names:
             try:
@@ -206,6 +209,22 @@ class DsSegment(BaseModel):
                 raise _FieldRule("note_seq", str(exc)) from None
             if midi is not None and not low <= midi <= high:
                 raise _FieldRule("note_seq", f"{name!r} is outside MIDI {low}..{high} (C-1 to G9)")
+
+    def _check_words(self) -> None:
+        """A word per note that is not a slur (rests are words too), as DiffSinger's input processing reads
+        ph_num against the notes: ph_num splits the phonemes into the notes' words."""
+        if self.ph_num is None:
+            return
+        words = len(self.ph_num.split())
+        slurs = _numbers(self.note_slur, "note_slur") if self.note_slur is not None else []
+        notes = len(self.note_seq.split())
+        starts = notes - int(sum(slurs))
+        if words != starts:
+            raise _FieldRule(
+                "ph_num",
+                f"{words} words for the {starts} notes that start one: a word per note whose note_slur is 0 "
+                "(a rest is a word too; a note with note_slur 1 continues the word before)",
+            )
 
 
 def lyric_words(text: str, field: str) -> list[str]:

@@ -15,6 +15,8 @@ import soundfile
 from loguru import logger
 
 from handlers.diffsinger.adapter import DiffSinger
+from handlers.diffsinger.runner import Graph
+from handlers.diffsinger.schema import DsSegment
 from handlers.diffsinger.tests.test_rests import CountedStop
 from handlers.diffsinger.tiny_bank import JAPANESE_WORDS, move_timing_to_root, write_language_dictionary
 from shared.pipeline import Worker
@@ -67,7 +69,9 @@ def test_segments_are_mixed_at_their_offsets(banks, tmp_path):
     assert np.abs(first).max() > 0.01 and np.abs(second).max() > 0.01
     assert np.abs(gap).max() == 0.0  # nothing sings between the segments
     alone = _sing(worker, {"ds": SEGMENT, "steps": 3})
-    np.testing.assert_allclose(second[: len(alone)], alone, atol=1e-6)  # the same segment, moved
+    assert np.array_equal(song[: len(alone)], alone)  # the job's first segment draws the same noise
+    later = _sing(worker, {"ds": [SEGMENT, SEGMENT | {"offset": 5.0}], "steps": 3})
+    assert np.array_equal(later[5 * 44100 :], second)  # the same second segment, moved
 
 
 def test_voice_controls_change_the_voice_and_seeds_repeat(banks, tmp_path):
@@ -83,6 +87,54 @@ def test_voice_controls_change_the_voice_and_seeds_repeat(banks, tmp_path):
     for other in (tenor, mixed, shifted):
         assert not np.allclose(alto, other)
     assert not np.allclose(tenor, mixed)
+
+
+def test_a_seed_repeats_its_audio_whatever_ran_before(banks, tmp_path):
+    # The tiny bank's samplers draw noise inside their graphs (RandomNormalLike), as real exports do.
+    worker = _worker(banks, tmp_path)
+    job = {"ds": SEGMENT, "steps": 3}
+    first = _sing(worker, job | {"seed": 5})
+    other = _sing(worker, job | {"seed": 6})  # another job, another seed, in between
+    assert np.array_equal(first, _sing(worker, job | {"seed": 5}))
+    assert np.array_equal(first, _sing(_worker(banks, tmp_path), job | {"seed": 5}))  # a new worker's first job
+    assert not np.allclose(first, other)
+    lyrics = {"lyrics": "la la", "notes": [{"pitch": "C4", "duration": 0.5}] * 2, "steps": 2}
+    sung = _sing(worker, lyrics | {"seed": 5})  # the duration and pitch models too
+    _sing(worker, job | {"seed": 6})
+    assert np.array_equal(sung, _sing(worker, lyrics | {"seed": 5}))
+
+
+def test_unvoiced_frames_reach_the_variance_model_interpolated(banks, tmp_path, monkeypatch):
+    feeds: dict[str, dict] = {}
+    run = Graph.run
+
+    def recording(self, available):
+        feeds[self.name] = available
+        return run(self, available)
+
+    monkeypatch.setattr(Graph, "run", recording)
+    worker = _worker(banks, tmp_path)
+    frame = 512 / 44100  # the tiny bank's frame on every grid
+    # Unvoiced (0 Hz) at both ends and between C4 (MIDI 60) and A4 (MIDI 69), as a pitch extractor writes it.
+    f0 = [0.0] * 20 + [261.6256] * 50 + [0.0] * 40 + [440.0] * 60 + [0.0] * 30
+    score = SEGMENT | {"f0_seq": " ".join(map(str, f0)), "f0_timestep": frame}
+    _sing(worker, {"ds": score, "steps": 2})
+    pitch = feeds["variance"]["pitch"][0]
+    expected = np.concatenate([np.full(70, 60.0), np.linspace(60, 69, 42)[1:-1], np.full(90, 69.0)])[: pitch.size]
+    np.testing.assert_allclose(pitch, expected, atol=1e-3)  # linear in log frequency; the ends hold
+    acoustic_f0 = feeds["acoustic"]["f0"][0]  # the acoustic model and vocoder get the curve as given
+    assert (acoustic_f0[:20] == 0).all() and (acoustic_f0[71:109] == 0).all()
+    assert "pitch" not in feeds  # the score's pitch: no prediction
+    silent = SEGMENT | {"f0_seq": "0 0 0", "f0_timestep": frame}
+    _sing(worker, {"ds": silent, "steps": 2})
+    assert (feeds["variance"]["pitch"] == 60.0).all()  # all unvoiced: C4, as DiffSinger fills all-rest notes
+
+
+def test_ph_num_gives_a_word_to_each_note_that_is_not_a_slur():
+    slurred = SEGMENT | {"note_slur": "0 0 1 0 0", "ph_num": "2 4 3 1"}  # E4 continues the word on C4
+    DsSegment.model_validate(slurred)
+    with pytest.raises(ValueError, match="ph_num\n  5 words for the 4 notes that start one"):
+        DsSegment.model_validate(slurred | {"ph_num": "2 2 2 3 1"})
 
 
 def test_a_score_with_its_pitch_and_curves_needs_no_prediction(banks, tmp_path):
@@ -115,7 +167,15 @@ def test_the_legacy_bank_sings(banks, tmp_path):
 LONG_SEGMENT = SEGMENT | {"ph_dur": SEGMENT["ph_dur"].replace("0.3", "300", 1)}  # 301.78 s
 BAD_INPUTS = [
     ({"ds": SEGMENT | {"ph_seq": SEGMENT["ph_seq"].replace("en/ow", "en/zz")}}, "ds.0.ph_seq: en/zz not in this bank"),
-    ({"ds": [SEGMENT, SEGMENT | {"ph_seq": "SP qq SP", "ph_dur": "1 1 1", "ph_num": "3"}]}, "ds.1.ph_seq: qq"),
+    (
+        {"ds": [SEGMENT, {"ph_seq": "SP qq SP", "ph_dur": "1 1 1", "ph_num": "3", "note_seq": "C4", "note_dur": "3"}]},
+        "ds.1.ph_seq: qq",
+    ),
+    (
+        {"ds": SEGMENT | {"ph_num": "2 2 2 4"}},  # the words of 4 notes, on 5 notes that are not slurs
+        "ds.0.ph_num: 4 words for the 5 notes that start one: a word per note whose note_slur is 0",
+    ),
+    ({"ds": SEGMENT | {"note_slur": "0 0 2 0 0"}}, "ds.0.note_slur: 0 or 1 per note"),
     ({"ds": SEGMENT | {"ph_num": "2 2 2 3"}}, "ds.0.ph_num: positive whole numbers summing to the 10 phonemes"),
     ({"ds": SEGMENT | {"note_dur": "0.38 0.4 0.5"}}, "ds.0.note_dur: 3 values for the 5 notes of note_seq"),
     ({"ds": SEGMENT | {"ph_dur": "0.3 0.08"}}, "ds.0.ph_dur: 2 durations for the 10 phonemes of ph_seq"),

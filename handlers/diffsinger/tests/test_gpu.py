@@ -1,12 +1,14 @@
 """DiffSinger on CUDA (the GPU tier: `make test-gpu` on a GPU machine): every graph on the CUDA provider,
-GPU memory held while loaded and handed back when the sessions are dropped (MODEL_RESIDENCY=unload)."""
+GPU memory held while loaded and handed back when the sessions are dropped (MODEL_RESIDENCY=unload), and a
+seed's noise (drawn inside the graphs, by CUDA's generator there) repeating whatever ran before."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from handlers.diffsinger.adapter import DiffSinger
-from handlers.diffsinger.tests.test_adapter import LYRICS
+from handlers.diffsinger.tests.test_adapter import LYRICS, _sing
 from shared.pipeline import Worker
 from shared.settings import Residency, Settings
 
@@ -43,3 +45,9 @@ def test_unload_hands_gpu_memory_back(tiny_volume, tmp_path):
     assert memory["after_load"] > memory["before_job"]
     assert memory["after_job"] - memory["before_job"] < 50, memory
     print(f"diffsinger unload: {memory}")
+
+
+def test_a_seed_repeats_its_audio_on_cuda(tiny_volume, tmp_path):
+    started = _worker(tiny_volume, tmp_path, Residency.KEEP)
+    first, other, again = (_sing(started, LYRICS | {"seed": seed}) for seed in (1, 2, 1))
+    assert np.array_equal(first, again) and not np.allclose(first, other)
