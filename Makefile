@@ -21,7 +21,7 @@ STRIP_TORCHAUDIO_EXTENSION = rm -f "$$($(PY) -c 'import importlib.util as u, pat
 
 .DEFAULT_GOAL := help
 # demo-<worker> and serve-<worker> are pattern rules: GNU make skips pattern rules for .PHONY targets.
-.PHONY: help venv browser tiny-models demo serve ui test test-unit test-gpu lock image image-check lint benchmark \
+.PHONY: help venv browser tiny-models demo serve ui test test-unit test-gpu test-reference lock image image-check lint benchmark \
 	benchmark-batching benchmark-cold-start clean
 
 help: ## list the targets
@@ -77,13 +77,27 @@ ui: $(VENV)/.installed ## the browser page on http://127.0.0.1:8765/ (AUDIO_CLIE
 		$(VENV)/bin/audio-client ui --worker-output-dir outputs --out outputs/ui
 
 test: $(VENV)/.installed browser ## every test but the GPU tier (builds its own tiny models, S3 server and browser)
-	$(PY) -m pytest -m "not gpu"
+	$(PY) -m pytest -m "not gpu and not reference"
 
 test-unit: $(VENV)/.installed ## the unit tier: no model, seconds
 	$(PY) -m pytest -m unit
 
 test-gpu: $(VENV)/.installed ## the GPU tier (needs CUDA: run it on a lent GPU machine)
 	$(PY) -m pytest -m gpu
+
+# Independent implementations the reference tier compares workers with (handlers/*/reference/), in a venv of
+# their own: their pins clash with the workers'. Under .cache/, which git ignores.
+REFERENCE_VENV := .cache/venv-reference
+REFERENCE_REQUIREMENTS := $(wildcard handlers/*/reference/requirements*.txt)
+$(REFERENCE_VENV)/.installed: $(REFERENCE_REQUIREMENTS)
+	test -x $(REFERENCE_VENV)/bin/python || $(PYTHON) -m venv $(REFERENCE_VENV)
+	$(REFERENCE_VENV)/bin/python -m pip install -q $(addprefix -r ,$(wildcard handlers/*/reference/requirements.txt))
+	$(REFERENCE_VENV)/bin/python -m pip install -q --no-deps \
+		$(addprefix -r ,$(wildcard handlers/*/reference/requirements-nodeps.txt))
+	touch $@
+
+test-reference: $(VENV)/.installed $(REFERENCE_VENV)/.installed ## cross-check workers with independent implementations
+	$(PY) -m pytest -m reference
 
 lock: $(VENV)/.installed ## rewrite each image's hash-pinned lock from the requirements (needs PyPI)
 	$(PY) scripts/lock_requirements.py
@@ -111,4 +125,4 @@ benchmark-cold-start: $(VENV)/.installed ## benchmark-cold-start [WORKER=<worker
 	$(PY) scripts/benchmark_cold_start.py $(or $(WORKER),$(DEFAULT_WORKER))
 
 clean: ## remove the venv, the tiny volume and local outputs
-	rm -rf $(VENV) $(VOLUME) outputs
+	rm -rf $(VENV) $(REFERENCE_VENV) $(VOLUME) outputs

@@ -21,7 +21,7 @@ from shared import workers
 from tests.runpod_platform import RunPodPlatform
 from tests.support import BUCKET, REPO, S3Server, WorkerProcess, free_port, stop, wait_for
 
-TIERS = ("unit", "tiny", "integration", "gpu")
+TIERS = ("unit", "tiny", "integration", "gpu", "reference")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

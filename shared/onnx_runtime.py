@@ -69,7 +69,7 @@ class OnnxRuntime(Runtime):
         super().seed(seed)
         # The graphs' own random nodes (diffusion noise), but only in sessions created after this (on the CPU
         # a node's generator is seeded when its session is made; on CUDA they share one, which this restarts):
-        # a worker whose graphs sample noise opens those graphs again per job (handlers/diffsinger/runner.py).
+        # a worker whose graphs sample noise opens those graphs again per job, after this.
         onnxruntime.set_seed(seed)
 
     def is_device_fault(self, exc: BaseException) -> bool:
