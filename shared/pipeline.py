@@ -364,22 +364,28 @@ class Worker:
         ]
 
     def _predict(self, model: ModelAdapter, items: list[BatchItem]) -> list[Prediction | BaseException]:
-        """One job: seeded and predicted alone. Several: the adapter's batch; a batch that fails as a whole
-        (not the GPU) is run again job by job, so the request that broke it fails alone."""
-        if len(items) > 1:
-            try:
-                return model.predict_batch(items)
-            except Exception as exc:
-                if self.runtime.is_device_fault(exc):
-                    raise
-                logger.warning("a batch of {} failed ({}): running its jobs one by one", len(items), exc)
-        outcomes: list[Prediction | BaseException] = []
-        for item in items:
-            self.runtime.seed(item.job.seed)
-            try:
-                outcomes.append(model.predict(item.request, item.audio_inputs, item.job))
-            except Exception as exc:
-                if len(items) == 1 or self.runtime.is_device_fault(exc):
-                    raise
-                outcomes.append(exc)
-        return outcomes
+        """One job: seeded and predicted alone. Several: the adapter's batch. A batch that fails as a whole
+        (not the GPU) is split in halves that run again as batches, until the request that broke it fails
+        alone: its batch-mates stay batched (one bad job among 8: batches of 4, 2 and 1 after the failed one,
+        instead of 8 jobs one by one)."""
+        if len(items) == 1:
+            self.runtime.seed(items[0].job.seed)
+            return [model.predict(items[0].request, items[0].audio_inputs, items[0].job)]
+        try:
+            return model.predict_batch(items)
+        except Exception as exc:
+            if self.runtime.is_device_fault(exc):
+                raise
+            logger.warning("a batch of {} failed ({}): running its halves apart", len(items), exc)
+        half = len(items) // 2
+        return [*self._predict_apart(model, items[:half]), *self._predict_apart(model, items[half:])]
+
+    def _predict_apart(self, model: ModelAdapter, items: list[BatchItem]) -> list[Prediction | BaseException]:
+        """Part of a failed batch: its failure is its jobs' outcome (only a job alone can fail as a whole here:
+        a larger part splits again)."""
+        try:
+            return self._predict(model, items)
+        except Exception as exc:
+            if self.runtime.is_device_fault(exc):
+                raise
+            return [exc] * len(items)

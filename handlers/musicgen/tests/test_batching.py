@@ -76,3 +76,26 @@ def test_a_batch_that_fails_as_a_whole_runs_again_job_by_job(tiny_volume, tmp_pa
     assert all("error" not in result and "batch" in result for result in results), results
     alone = [worker.run({"id": "alone", "input": job_input}) for job_input in inputs]
     assert [result["outputs"][0]["base64"] for result in results] == [one["outputs"][0]["base64"] for one in alone]
+
+
+def test_one_bad_job_is_found_by_halving_its_batch_and_fails_alone(tiny_volume, tmp_path, monkeypatch):
+    generate_batch = MusicGen.generate_batch
+    sizes: list[int] = []
+
+    def breaks_on_one_prompt(self, items):
+        sizes.append(len(items))
+        if any(item.request.prompt == ["break"] for item in items):
+            raise RuntimeError("a prompt this model cannot take")
+        return generate_batch(self, items)
+
+    monkeypatch.setattr(MusicGen, "generate_batch", breaks_on_one_prompt)
+    worker = _musicgen_worker(tiny_volume, tmp_path, max_concurrency=8, batch_window_ms=2000)
+    prompts = ["calm", "bright", "break", "slow", "loud", "soft", "fast", "dark"]
+    inputs = [{"prompt": prompt, "duration": 0.5, "seed": 1, "return_base64": True} for prompt in prompts]
+    results = _run_together(worker, inputs)
+    bad = prompts.index("break")
+    assert results[bad] == {"error": "internal error (RuntimeError): a prompt this model cannot take"}
+    assert all("outputs" in result for index, result in enumerate(results) if index != bad), results
+    # The 8 fail together; then halves: 4 (fails) and 4, then 2 (fails) and 2, then the bad job and its
+    # neighbour alone. Its 7 batch-mates ran in batches of 4, 2 and 1, not one by one.
+    assert sorted(sizes) == [1, 1, 2, 2, 4, 4, 8]
