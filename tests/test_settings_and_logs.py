@@ -1,5 +1,7 @@
 """Environment settings (shared and every worker's own) and secret redaction."""
 
+import sys
+
 import numpy as np
 import pytest
 from loguru import logger
@@ -73,7 +75,19 @@ def test_each_worker_declares_its_variables_with_a_prefix_and_a_default(worker):
     read_settings(config_class)  # the defaults are valid
 
 
-def test_secret_never_reaches_the_log(monkeypatch, capfd):
+@pytest.fixture
+def restore_logging(monkeypatch):
+    """After a test that configures the worker's logging (in its body, where the captured stream is the
+    test's): the streams are pytest's again, and loguru writes to whatever sys.stderr is then, never to this
+    test's captured stream, which closes (later tests' log lines failed on it)."""
+    monkeypatch.setattr(sys, "stdout", sys.stdout)
+    monkeypatch.setattr(sys, "stderr", sys.stderr)
+    yield
+    logger.remove()
+    logger.add(lambda message: sys.stderr.write(message))
+
+
+def test_secret_never_reaches_the_log(monkeypatch, capfd, restore_logging):
     monkeypatch.setenv("BUCKET_SECRET_ACCESS_KEY", "sup3r-s3cret-value")
     monkeypatch.setenv("HF_TOKEN", "hf_abcdefghijklmnop")
     configure_logging()
