@@ -4,14 +4,14 @@ Each worker keeps one JSON record per checkpoint its README names, in
 handlers/<worker>/tests/published/<org>--<name>.json:
 
     {
-      "repo": "openbmb/VoxCPM2",                 hub repository (ORG/NAME), as its page spells it
+      "repo": "org/name",                        hub repository (ORG/NAME), as its page spells it
       "revision": "main",                        the branch or commit the file list was read from
       "read_on": "2026-12-06",                   when it was read
-      "sources": ["https://huggingface.co/openbmb/VoxCPM2/tree/main", ...],   where it was read
+      "sources": ["https://huggingface.co/org/name/tree/main", ...],      where it was read
       "license": "apache-2.0",                   the repository's licence tag
-      "files": {"audiovae.pth": 377000000, "config.json": null, ...},        every file, size in bytes or null
-      "config": {"config.json": {"architecture": "voxcpm2"}},                 fields the worker's code reads
-      "fetch": ["audiovae.pth", "config.json", ...],   what the populator must fetch: all the worker loads
+      "files": {"model.bin": 377000000, "config.json": null, ...},        every file, size in bytes or null
+      "config": {"config.json": {"model_type": "..."}},                      fields the worker's code reads
+      "fetch": ["model.bin", "config.json", ...],   what the populator must fetch: all the worker loads
       "notes": "what was read directly and what was inferred"
     }
 

@@ -54,8 +54,8 @@ class VolumeCatalog:
     # Files its repositories publish that no loader of this worker reads (another library's format, say):
     # the populator leaves them out.
     never_loaded: tuple[str, ...] = ()
-    # Model folders that are parts of other models, not models to start (Higgs' audio tokenizer): patterns of
-    # their ids under the models folder.
+    # Model folders that are parts of other models, not models to start (an audio tokenizer found beside its
+    # LM): patterns of their ids under the models folder.
     companion_models: tuple[str, ...] = ()
 
     def pieces(self, model_id: str) -> tuple[RepoPiece, ...]:
@@ -98,7 +98,7 @@ def hub_cache_snapshot(hub_root: Path, model_id: str, revision: str = "main") ->
 
 # The weight files loaders read, one row per name family: transformers names its weights model.*, diffusers
 # diffusion_pytorch_model.*. The safetensors form comes first, as the loaders prefer it; the pickled form is
-# what some publishers ship alone (MusicGen medium and large), read with torch.load(weights_only=True). Either
+# what some publishers ship alone, read with torch.load(weights_only=True). Either
 # may be one file or shards listed by `<name>.index.json`.
 WEIGHT_FILES = (
     ("model.safetensors", "pytorch_model.bin"),
