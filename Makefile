@@ -85,18 +85,20 @@ test-unit: $(VENV)/.installed ## the unit tier: no model, seconds
 test-gpu: $(VENV)/.installed ## the GPU tier (needs CUDA: run it on a lent GPU machine)
 	$(PY) -m pytest -m gpu
 
-# Independent implementations the reference tier compares workers with (handlers/*/reference/), in a venv of
-# their own: their pins clash with the workers'. Under .cache/, which git ignores.
-REFERENCE_VENV := .cache/venv-reference
-REFERENCE_REQUIREMENTS := $(wildcard handlers/*/reference/requirements*.txt)
-$(REFERENCE_VENV)/.installed: $(REFERENCE_REQUIREMENTS)
-	test -x $(REFERENCE_VENV)/bin/python || $(PYTHON) -m venv $(REFERENCE_VENV)
-	$(REFERENCE_VENV)/bin/python -m pip install -q $(addprefix -r ,$(wildcard handlers/*/reference/requirements.txt))
-	$(REFERENCE_VENV)/bin/python -m pip install -q --no-deps \
-		$(addprefix -r ,$(wildcard handlers/*/reference/requirements-nodeps.txt))
+# Independent implementations the reference tier compares workers with (handlers/<worker>/reference/), each in a
+# venv of its own, .cache/venv-reference-<worker> (git ignores .cache/): their pins clash with the workers' and with
+# each other's. requirements-nodeps.txt holds what is installed without its declared dependencies.
+REFERENCE_WORKERS := $(patsubst handlers/%/reference/requirements.txt,%,$(wildcard handlers/*/reference/requirements.txt))
+.SECONDEXPANSION:
+.cache/venv-reference-%/.installed: $$(wildcard handlers/$$*/reference/requirements*.txt)
+	test -x $(@D)/bin/python || $(PYTHON) -m venv $(@D)
+	$(@D)/bin/python -m pip install -q -r handlers/$*/reference/requirements.txt
+	$(if $(wildcard handlers/$*/reference/requirements-nodeps.txt),\
+		$(@D)/bin/python -m pip install -q --no-deps -r handlers/$*/reference/requirements-nodeps.txt)
 	touch $@
 
-test-reference: $(VENV)/.installed $(REFERENCE_VENV)/.installed ## cross-check workers with independent implementations
+REFERENCE_VENVS := $(foreach worker,$(REFERENCE_WORKERS),.cache/venv-reference-$(worker)/.installed)
+test-reference: $(VENV)/.installed $(REFERENCE_VENVS) ## cross-check workers with independent implementations
 	$(PY) -m pytest -m reference
 
 lock: $(VENV)/.installed ## rewrite each image's hash-pinned lock from the requirements (needs PyPI)
@@ -125,4 +127,4 @@ benchmark-cold-start: $(VENV)/.installed ## benchmark-cold-start [WORKER=<worker
 	$(PY) scripts/benchmark_cold_start.py $(or $(WORKER),$(DEFAULT_WORKER))
 
 clean: ## remove the venv, the tiny volume and local outputs
-	rm -rf $(VENV) $(REFERENCE_VENV) $(VOLUME) outputs
+	rm -rf $(VENV) .cache/venv-reference-* $(VOLUME) outputs

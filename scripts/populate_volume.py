@@ -3,6 +3,7 @@
     python scripts/populate_volume.py <worker> --volume /runpod-volume              # its default repositories
     python scripts/populate_volume.py <worker> --model-id ORG/NAME --volume /runpod-volume
     python scripts/populate_volume.py <worker> --from BANK.zip|https://... [--name NAME] --volume /runpod-volume
+    python scripts/populate_volume.py <worker> --from FOLDER --model-id ORG/NAME --volume /runpod-volume
 
 A worker's default repositories come from its catalog (handlers/<worker>/catalog.py). Each repository
 lands in <volume>/<worker>/<org>/<name>, the folder the worker reads (a catalog that assembles a model from
@@ -13,11 +14,16 @@ Run it from a pod or a machine with the volume mounted; HF_TOKEN is used for gat
 A worker whose models come as archives (DiffSinger's voicebanks and vocoders) installs them with --from:
 the zip is unpacked (no member may point outside it), its catalog's `install` puts each model where the
 worker reads it and checks it as the worker will; a problem is printed with the fix, and exits 1.
+A checkpoint published in a format the worker does not load (its catalog's `formats`: the model authors' own
+layout, say) is converted on the way, from the hub, a cache (--hub-cache) or a local folder (--from FOLDER): it is
+gathered and converted in a scratch folder on the volume, then renamed into place whole, with what was mapped
+printed and kept in the folder's conversion.log.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
 import hashlib
 import os
@@ -25,8 +31,10 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 import urllib.request
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -37,6 +45,7 @@ from shared import workers  # noqa: E402
 from shared.errors import ModelFilesError  # noqa: E402
 from shared.volume import (  # noqa: E402
     HUB_CACHE,
+    ForeignFormat,
     RepoPiece,
     hub_cache_snapshot,
     make_readable,
@@ -46,6 +55,7 @@ from shared.volume import (  # noqa: E402
 )
 
 DOWNLOAD_TIMEOUT_SECONDS = 120
+CONVERSION_LOG = "conversion.log"  # in a converted model folder: what it was converted from, and what was mapped
 
 _OTHER_FRAMEWORKS = ("*.h5", "*.msgpack", "*.ot", "*.onnx", "*.tflite")  # TensorFlow, Flax, Rust, ONNX exports
 _PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.bin.index.json", "*.pth.index.json")
@@ -140,16 +150,68 @@ def plan(worker: str, repo_id: str, source: Hub | HubCache, revision: str | None
 def populate(
     worker: str, repo_ids: tuple[str, ...], volume: Path, revision: str | None, source: Hub | HubCache
 ) -> list[Path]:
+    catalog = workers.catalog(worker)
     folders = []
     for repo_id in repo_ids:
         folder = target_folder(volume, worker, repo_id)
-        for piece, wanted in plan(worker, repo_id, source, revision):
-            where = folder / piece.subfolder
-            print(f"{piece.repo} -> {where} ({len(wanted)} files)")
-            source.fetch(piece.repo, revision if piece.repo == repo_id else None, wanted, where)
+        # A worker whose checkpoints may need converting gathers each in a scratch folder first: the model folder
+        # appears whole or not at all. Others fetch in place, so an interrupted download resumes.
+        with _scratch(volume, worker) if catalog.formats else contextlib.nullcontext() as scratch:
+            gathered = scratch / "fetched" if scratch else folder
+            for piece, wanted in plan(worker, repo_id, source, revision):
+                where = gathered / piece.subfolder
+                print(f"{piece.repo} -> {where} ({len(wanted)} files)")
+                source.fetch(piece.repo, revision if piece.repo == repo_id else None, wanted, where)
+            if scratch:
+                place(catalog.formats, gathered, folder, scratch)
         make_readable(folder)  # the images run as an unprivileged user
         folders.append(folder)
     return folders
+
+
+@contextlib.contextmanager
+def _scratch(volume: Path, worker: str) -> Iterator[Path]:
+    """A folder beside the worker's models (the same disk: moving out of it is a rename), removed afterwards."""
+    (volume / worker).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=volume / worker, prefix=".populate-") as scratch:
+        yield Path(scratch)
+
+
+def place(formats: tuple[ForeignFormat, ...], source: Path, target: Path, scratch: Path) -> None:
+    """A checkpoint into its model folder, whole: converted first when it is in one of the worker's foreign `formats`
+    (what was mapped is printed and kept in the folder's conversion.log), and renamed into place last, replacing any
+    folder there. `source` is left as it was unless it lies in `scratch`."""
+    foreign = next((candidate for candidate in formats if candidate.recognise(source)), None)
+    if foreign is not None:
+        converted = scratch / "converted"
+        converted.mkdir()
+        print(f"{source} holds {foreign.name}: converting")
+        started = time.monotonic()
+        try:
+            mapped = foreign.convert(source, converted)
+        except (ValueError, KeyError, OSError) as exc:
+            raise ValueError(f"converting {source} ({foreign.name}) failed: {exc}") from None
+        log = [f"converted from {foreign.name} at {source}", *mapped, f"in {time.monotonic() - started:.1f} s"]
+        print("\n".join(f"  {line}" for line in log[1:]))
+        (converted / CONVERSION_LOG).write_text("\n".join(log) + "\n")
+        source = converted
+    elif not source.is_relative_to(scratch):
+        shutil.copytree(source, scratch / "copied", symlinks=False)  # the caller's folder stays where it is
+        source = scratch / "copied"
+    if target.exists():
+        target.rename(scratch / "replaced")  # removed with the scratch folder
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source.rename(target)
+
+
+def from_folder(worker: str, source: Path, repo_id: str, volume: Path) -> Path:
+    """A checkpoint in a local folder, as its publisher ships it, into the worker's folder for `repo_id`
+    (converted when it is in a foreign format; the source may be that folder itself)."""
+    folder = target_folder(volume, worker, repo_id)
+    with _scratch(volume, worker) as scratch:
+        place(workers.catalog(worker).formats, source.resolve(), folder, scratch)
+    make_readable(folder)
+    return folder
 
 
 @dataclass(frozen=True)
@@ -257,7 +319,9 @@ def installed_models(worker: str, volume: Path) -> list[str]:
         try:
             resolve_model_dir(worker, model_id, volume, catalog.required_files, catalog.weight_folders)
         except ModelFilesError:
-            continue  # another worker's model, or incomplete for this one
+            snapshot = hub_cache_snapshot(volume / HUB_CACHE, model_id)
+            if not (snapshot and any(foreign.recognise(snapshot) for foreign in catalog.formats)):
+                continue  # another worker's model, or incomplete for this one; one to convert is listed (and fails)
         if model_id not in found:
             found.append(model_id)
     return found
@@ -327,7 +391,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--hub-cache", type=Path, help="take the repositories from this Hugging Face cache folder, not the hub"
     )
-    parser.add_argument("--from", dest="source", help="a zip file or its URL (workers whose models are archives)")
+    parser.add_argument(
+        "--from",
+        dest="source",
+        help="a zip file or its URL (workers whose models are archives); or a local folder holding one checkpoint as "
+        "its publisher ships it, with --model-id naming it (converted when in a format the worker does not load)",
+    )
     parser.add_argument("--name", help="with --from: the folder name to install the one model under")
     parser.add_argument(
         "--sha256", type=_sha256_digest, help="with --from: the archive's SHA-256, checked before unpacking"
@@ -347,6 +416,14 @@ def main(argv: list[str] | None = None) -> int:
         return verify(args.worker, args.volume, tuple(args.model_id or ()))
     if args.sha256 is not None and args.source is None:
         parser.error("--sha256: checks an archive; give it with --from")
+    if args.source is not None and Path(args.source).is_dir() and workers.catalog(args.worker).install is None:
+        if len(args.model_id or ()) != 1:
+            parser.error("--from FOLDER: give one --model-id, the ORG/NAME the checkpoint is (its folder's name)")
+        try:
+            print(f"installed {from_folder(args.worker, Path(args.source), args.model_id[0], args.volume)}")
+        except ValueError as exc:
+            parser.error(str(exc))
+        return 0
     if args.source is not None:
         limits = ArchiveLimits(args.max_download_bytes, args.max_unpacked_bytes, args.max_entries)
         try:

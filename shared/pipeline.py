@@ -148,6 +148,8 @@ class Worker:
             catalog.weight_folders,
             self.settings.model_dir or self.adapter_class.model_dir_variable(self.config),
             catalog.models_folder,
+            catalog.formats,
+            catalog.names(self.model_id)[1:],
         )
         if not self._prepared:
             self.adapter_class.prepare(model_dir, self.config, self.settings)

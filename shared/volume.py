@@ -36,6 +36,18 @@ class RepoPiece:
 
 
 @dataclass(frozen=True)
+class ForeignFormat:
+    """A layout a worker's checkpoints are published in that its loaders do not read (the model authors' own,
+    say), and its converter: the worker refuses such a folder at start-up with the command that converts it,
+    and the populator converts it on the way to the volume."""
+
+    name: str  # as errors and logs name it, e.g. "the authors' format (config.json model_type 'x')"
+    recognise: Callable[[Path], bool]  # whether a folder is in this format (reads small files only)
+    # (folder in this format, empty destination folder) -> one line per thing mapped, for the populator's log.
+    convert: Callable[[Path, Path], list[str]]
+
+
+@dataclass(frozen=True)
 class VolumeCatalog:
     """One worker's part of the network volume."""
 
@@ -57,6 +69,16 @@ class VolumeCatalog:
     # Model folders that are parts of other models, not models to start (an audio tokenizer found beside its
     # LM): patterns of their ids under the models folder.
     companion_models: tuple[str, ...] = ()
+    # Formats some of its checkpoints are published in that the populator converts (see ForeignFormat).
+    formats: tuple[ForeignFormat, ...] = ()
+    # Repositories known under several names (renamed on the hub): each group's names, the current one first.
+    # A model folder or a model-cache snapshot under any of them serves a MODEL_ID naming any other.
+    renamed: tuple[tuple[str, ...], ...] = ()
+
+    def names(self, model_id: str) -> tuple[str, ...]:
+        """The model's id, then the other names its repository is known under."""
+        group = next((names for names in self.renamed if model_id in names), (model_id,))
+        return (model_id, *(name for name in group if name != model_id))
 
     def pieces(self, model_id: str) -> tuple[RepoPiece, ...]:
         """The repositories a model folder is made of: the model's own alone, unless the catalog assembles."""
@@ -79,6 +101,16 @@ def populate_command(worker: str, model_id: str, volume_root: Path) -> str:
     return f"python scripts/populate_volume.py {worker} --model-id {model_id} --volume {volume_root}"
 
 
+def convert_command(worker: str, model_id: str, volume_root: Path, folder: Path) -> str:
+    """The populator run that converts a checkpoint found in a foreign format into the worker's volume folder:
+    from RunPod's model cache when it is there (the cache holds the repository as published), else from the
+    folder itself (a copy in the authors' layout, converted in place)."""
+    hub_root = volume_root / HUB_CACHE
+    if folder.is_relative_to(hub_root):
+        return f"{populate_command(worker, model_id, volume_root)} --hub-cache {hub_root}"
+    return f"{populate_command(worker, model_id, volume_root)} --from {folder}"
+
+
 HUB_CACHE = "huggingface-cache/hub"  # RunPod's model cache, under the volume root
 
 
@@ -94,6 +126,19 @@ def hub_cache_snapshot(hub_root: Path, model_id: str, revision: str = "main") ->
         return repo / "snapshots" / revision
     snapshots = sorted((repo / "snapshots").glob("*")) if (repo / "snapshots").is_dir() else []
     return snapshots[0] if len(snapshots) == 1 and revision == "main" else None
+
+
+def _find_folder(models_root: Path, volume_root: Path, names: tuple[str, ...]) -> Path:
+    """A model's folder under the worker's models root, else its model-cache snapshot, under any of its names;
+    the folder of its first name when none exists (for the error)."""
+    for name in names:
+        if (models_root / name).is_dir():
+            return models_root / name
+    for name in names:
+        snapshot = hub_cache_snapshot(volume_root / HUB_CACHE, name)
+        if snapshot is not None:
+            return snapshot
+    return models_root / names[0]
 
 
 # The weight files loaders read, one row per name family: transformers names its weights model.*, diffusers
@@ -141,25 +186,37 @@ def resolve_model_dir(
     weight_folders: Iterable[str] = ("",),
     explicit_dir: Path | None = None,
     models_folder: str = "",
+    formats: Iterable[ForeignFormat] = (),
+    other_names: Iterable[str] = (),
 ) -> Path:
     """The folder holding a complete checkpoint, or a ModelFilesError naming the path and the fix.
 
     `weight_folders`: where weights must be ("" = the folder itself; a diffusers pipeline keeps one set per
     component subfolder; none for a model whose weights have other names). `explicit_dir`
-    (MODEL_DIR) skips the lookup; `models_folder` is the catalog's.
+    (MODEL_DIR) skips the lookup; `models_folder`, `formats` and the model's `other_names` are the catalog's.
     """
     command = populate_command(worker, model_id, volume_root)
-    if explicit_dir is not None:
-        folder = explicit_dir
-    else:
-        folder = volume_root / worker / models_folder / model_id
-        if not folder.is_dir():
-            folder = hub_cache_snapshot(volume_root / HUB_CACHE, model_id) or folder
+    folder = (
+        explicit_dir
+        if explicit_dir is not None
+        else _find_folder(volume_root / worker / models_folder, volume_root, (model_id, *other_names))
+    )
     if not folder.is_dir():
         raise ModelFilesError(
             f"model folder {folder} not found (MODEL_ID={model_id}, VOLUME_ROOT={volume_root}); "
             f"populate it with: {command}"
         )
+    for foreign in formats:
+        if foreign.recognise(folder):
+            raise ModelFilesError(
+                f"model folder {folder} holds {foreign.name}, which this worker does not load; convert it with: "
+                f"{convert_command(worker, model_id, volume_root, folder)}"
+                + (
+                    f" (then point MODEL_DIR at {volume_root / worker / models_folder / model_id})"
+                    if explicit_dir
+                    else ""
+                )
+            )
     missing = [
         required if isinstance(required, str) else " or ".join(required)
         for required in required_files

@@ -1,7 +1,8 @@
 """The reference's side of the cross-check: diffsinger-utau 0.3.8 sings a .ds segment on a tiny bank while every
 onnxruntime run is recorded (recorder.py). Runs in the reference's own venv (`make test-reference` builds it):
 
-    .cache/venv-reference/bin/python handlers/diffsinger/reference/reference_side.py BANK DS_JSON OUT [--replay DIR]
+    .cache/venv-reference-diffsinger/bin/python handlers/diffsinger/reference/reference_side.py \\
+        BANK DS_JSON OUT [--replay DIR]
 
 DS_JSON holds {"ds": <segment>, "speaker": <name or null>, "steps": <int>, "gender": <float>}. The segment's
 ph_dur is used as given (the reference's full pipeline would predict it: its duration step is replaced by the

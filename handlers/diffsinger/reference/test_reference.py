@@ -1,7 +1,7 @@
 """Cross-check against an independent implementation, diffsinger-utau 0.3.8 (PyPI, MIT), graph call by graph call.
 
 Both sides sing the same .ds segment on the same tiny bank, each in its own process (the reference in its own venv,
-`.cache/venv-reference`, which `make test-reference` builds: it pins onnxruntime < 1.17 and numpy < 2). Every
+`.cache/venv-reference-diffsinger`, which `make test-reference` builds: it pins onnxruntime < 1.17 and numpy < 2). Every
 onnxruntime run's feeds are recorded (recorder.py); the reference replays the project's outputs, so in-graph noise
 does not spread. Then each graph call's inputs are compared: any difference must be in KNOWN, the differences
 where the reference is the one that is wrong (or feeds something the graph cannot tell apart), each checked for
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.reference
 
 REPO = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
-REFERENCE_VENV = REPO / ".cache" / "venv-reference"
+REFERENCE_VENV = REPO / ".cache" / "venv-reference-diffsinger"
 REFERENCE_PYTHON = Path(os.environ.get("DIFFSINGER_REFERENCE_PYTHON", REFERENCE_VENV / "bin" / "python"))
 SEGMENT = json.loads((HERE.parent / "test_input.json").read_text())["input"]["ds"]
 FRAME = 512 / 44100
