@@ -21,7 +21,7 @@ STRIP_TORCHAUDIO_EXTENSION = rm -f "$$($(PY) -c 'import importlib.util as u, pat
 
 .DEFAULT_GOAL := help
 # demo-<worker> and serve-<worker> are pattern rules: GNU make skips pattern rules for .PHONY targets.
-.PHONY: help venv browser tiny-models demo serve ui test test-unit test-gpu test-reference lock image image-check lint benchmark \
+.PHONY: help venv browser tiny-models demo serve schemas ui test test-unit test-gpu test-reference lock image image-check lint benchmark \
 	benchmark-batching benchmark-cold-start clean
 
 help: ## list the targets
@@ -32,7 +32,7 @@ help: ## list the targets
 LOCAL_WHEELS ?= $(wildcard ../shared/wheels)
 
 $(VENV)/.installed: shared/requirements.txt shared/constraints.txt handlers/*/requirements*.txt requirements-dev.txt \
-		pyproject.toml
+		pyproject.toml audio_client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(INSTALL) -r shared/requirements.txt $(foreach worker,$(WORKERS),-r handlers/$(worker)/requirements.txt) \
@@ -41,7 +41,7 @@ $(VENV)/.installed: shared/requirements.txt shared/constraints.txt handlers/*/re
 	for file in $(wildcard handlers/*/requirements-git.txt); do \
 		PIP="$(PY) -m pip" sh dockerfiles/install_unpublished.sh $$file $(LOCAL_WHEELS) || exit 1; done
 	$(STRIP_TORCHAUDIO_EXTENSION)
-	$(PY) -m pip install -q --no-deps -e .  # the audio-client command (audio_client/)
+	$(PY) -m pip install -q --no-deps -e ./audio_client  # the audio-client command (its own distribution)
 	touch $@
 
 venv: $(VENV)/.installed ## create the virtual environment with every worker's pinned dependencies
@@ -71,6 +71,9 @@ serve: serve-$(DEFAULT_WORKER) ## serve the default worker's local API on http:/
 
 serve-%: $(VOLUME)/.built-% ## serve-<worker>: that worker's local API on http://localhost:8000
 	$(PY) scripts/run_tiny.py $* --volume $(VOLUME) --rp_serve_api --rp_api_port 8000
+
+schemas: $(VENV)/.installed ## write the client's copy of the workers' request schemas (audio_client/workers.json)
+	$(PY) scripts/client_schemas.py
 
 ui: $(VENV)/.installed ## the browser page on http://127.0.0.1:8765/ (AUDIO_CLIENT_<WORKER>: targets; default: make serve's)
 	$(if $(filter AUDIO_CLIENT_%,$(.VARIABLES)),,AUDIO_CLIENT_$(shell echo $(DEFAULT_WORKER) | tr a-z A-Z)=http://127.0.0.1:8000) \

@@ -19,7 +19,7 @@ import pytest
 from scripts.build_tiny_models import build
 from shared import workers
 from tests.runpod_platform import RunPodPlatform
-from tests.support import BUCKET, REPO, S3Server, WorkerProcess, free_port, stop, wait_for
+from tests.support import BUCKET, REPO, InstalledClient, S3Server, WorkerProcess, free_port, stop, wait_for
 
 TIERS = ("unit", "tiny", "integration", "gpu", "reference")
 
@@ -190,3 +190,19 @@ def start_on_platform(tmp_path_factory: pytest.TempPathFactory, tiny_volume: Tin
     for platform, process in started:
         stop(process)
         platform.close()
+
+
+@pytest.fixture(scope="session")
+def installed_client(tmp_path_factory: pytest.TempPathFactory) -> InstalledClient:
+    folder = tmp_path_factory.mktemp("client")
+    pip = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(REPO / "audio_client"), "-w", str(folder)]
+    subprocess.run(pip, check=True, capture_output=True)
+    (wheel,) = folder.glob("runpod_audio_client-*.whl")
+    venv = folder / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    # The project venv's pip installs into the new venv (no copy of pip needed there); dependencies from PyPI.
+    install = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q", str(wheel)]
+    subprocess.run(install, check=True, capture_output=True)
+    home = folder / "home"
+    home.mkdir()
+    return InstalledClient(venv, home)

@@ -8,7 +8,13 @@
     audio-client stream voxcpm --set target_text="Hello" --to hello.wav   (a STREAM_AUDIO=1 deployment)
     audio-client ui [--port 8765]      a page on http://127.0.0.1:8765/ to try every worker in a browser
 
-Targets: see audio_client/routing.py (AUDIO_CLIENT_<WORKER>, or a config file; RUNPOD_API_KEY).
+Targets, where each worker runs (highest first):
+  AUDIO_CLIENT_<WORKER>=<RunPod endpoint id | http://host:port of a local --rp_serve_api server>
+  a TOML file: --config FILE, else $AUDIO_CLIENT_CONFIG, else ./audio-client.toml, else
+  ~/.config/audio-client/config.toml, holding one table per worker:
+      [workers.musicgen]
+      endpoint = "abc123xyz"            # or: url = "http://127.0.0.1:8000"
+  RunPod endpoints need RUNPOD_API_KEY.
 
 Exit codes: 0 done (files saved); 1 the worker refused or failed the job (its error is printed as it is),
 or the job was cancelled or timed out; 2 a usage or configuration problem (no target, no API key, a bad
@@ -147,7 +153,12 @@ def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(
         prog="audio-client", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    main.add_argument("--config", type=Path, help="the routing file (default: see audio_client/routing.py)")
+    main.add_argument(
+        "--config",
+        type=Path,
+        help="the routing file (default: $AUDIO_CLIENT_CONFIG, else ./audio-client.toml, else "
+        "~/.config/audio-client/config.toml)",
+    )
     commands = main.add_subparsers(dest="command", required=True)
 
     def job_command(name: str, help_text: str) -> argparse.ArgumentParser:

@@ -31,6 +31,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -194,26 +195,17 @@ class JobBoard:
 
 
 def worker_catalog(client: AudioClient) -> list[dict[str, Any]]:
-    """Every worker of handlers/*/ with its request schema (pydantic's JSON Schema), the example request
-    of its test_input.json, and its target, or the routing error that says how to give it one."""
-    from shared import workers
-    from shared.schemas import JobRequest
-
-    catalog = []
-    for name in workers.worker_names():
-        entry: dict[str, Any] = {
-            "name": name,
-            "common_fields": list(JobRequest.model_fields),
-            "schema": workers.request_model(name).model_json_schema(),
-            "example": json.loads((workers.HANDLERS / name / "test_input.json").read_text())["input"],
-        }
+    """Every worker with its request schema, the fields all share and an example request (workers.json, written
+    from the workers' request models by `make schemas`), and its target, or the routing error that says how to
+    give it one."""
+    catalog = json.loads(resources.files("audio_client").joinpath("workers.json").read_text())
+    for entry in catalog:
         try:
-            target = client.target(name)
+            target = client.target(entry["name"])
             entry["target"] = target.description
             entry["progress_updates"] = not isinstance(target, LocalTarget)
         except ClientError as exc:
             entry["target_error"] = str(exc)
-        catalog.append(entry)
     return catalog
 
 

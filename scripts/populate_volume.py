@@ -97,7 +97,7 @@ class Hub:
 
     def __init__(self) -> None:
         # The one tool that must reach the hub: importing `shared` put this process offline.
-        for variable in shared.OFFLINE_VARIABLES:
+        for variable in shared.OFFLINE_VARIABLES | shared.QUIET_VARIABLES:  # a download shows its progress
             os.environ.pop(variable, None)
         from huggingface_hub import HfApi
 

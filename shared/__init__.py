@@ -7,7 +7,9 @@ these variables once, at their own import, and a worker never reaches a hub at r
 import os
 
 OFFLINE_VARIABLES = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-os.environ.update(OFFLINE_VARIABLES)
+# Download and weight-loading progress bars are no log lines of a worker's (huggingface_hub and transformers read it).
+QUIET_VARIABLES = {"HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+os.environ.update(OFFLINE_VARIABLES | QUIET_VARIABLES)
 
 from shared.logs import sdk_log_level  # noqa: E402 (after the offline variables, before any library)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import socket
 import subprocess
 import time
@@ -141,3 +142,24 @@ def download(url: str):
     assert response.status_code == 200, response.text
     samples, rate = soundfile.read(io.BytesIO(response.content), always_2d=True)
     return response, samples, rate
+
+
+@dataclass(frozen=True)
+class InstalledClient:
+    """The client as a user gets it: its wheel, built from audio_client/, installed alone into a fresh venv."""
+
+    venv: Path
+    home: Path  # a folder outside the repository, to run it from: nothing of the workers is importable there
+
+    @property
+    def command(self) -> str:
+        return str(self.venv / "bin" / "audio-client")
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The caller's environment without PYTHONPATH or any client routing, plus `extra`."""
+        kept = {
+            key: value
+            for key, value in os.environ.items()
+            if key != "PYTHONPATH" and not key.startswith(("AUDIO_CLIENT_", "BUCKET_"))
+        }
+        return kept | extra

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 import time
@@ -24,8 +23,10 @@ from audio_client import AudioClient, ClientError
 from audio_client.files import Bucket, StreamFile, attach_file, save_outputs
 from audio_client.routing import Route, RoutingError, load_routes
 from audio_client.targets import NetworkError, with_retries
+from scripts import client_schemas
+from shared import workers
 from tests.runpod_platform import ENDPOINT_ID
-from tests.support import wait_for
+from tests.support import free_port, stop, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -88,16 +89,75 @@ def test_the_client_imports_without_torch_and_the_venv_has_its_command():
     assert (Path(sys.executable).parent / "audio-client").is_file()
 
 
-def _command(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
-    clean = {key: value for key, value in os.environ.items() if not key.startswith(("AUDIO_CLIENT_", "BUCKET_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "audio_client", *args],
-        cwd=REPO,
-        env=clean | {"PYTHONPATH": str(REPO)} | env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+@pytest.fixture
+def command(installed_client):
+    """`audio-client` as a user runs it: the installed wheel's command, from a folder outside the repository."""
+
+    def run(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [installed_client.command, *args],
+            cwd=installed_client.home,
+            env=installed_client.env(**env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run
+
+
+@pytest.mark.unit
+def test_the_shipped_worker_schemas_are_the_workers_own():
+    """The page's forms come from audio_client/workers.json, which travels with the client: `make schemas`."""
+    assert client_schemas.SCHEMAS.read_text() == client_schemas.render(), "stale: run make schemas"
+
+
+@pytest.mark.integration
+def test_the_installed_wheel_brings_the_client_alone_and_its_help_names_the_routing_rules(installed_client, command):
+    listing = (
+        "import importlib, importlib.util, pkgutil, sys, audio_client; "
+        "[importlib.import_module('audio_client.' + m.name) for m in pkgutil.iter_modules(audio_client.__path__) "
+        "if m.name != '__main__']; "
+        "print([n for n in ('shared', 'handlers', 'torch') if importlib.util.find_spec(n) or n in sys.modules]); "
+        "print(audio_client.__file__)"
     )
+    python = str(installed_client.venv / "bin" / "python")
+    found = subprocess.run(
+        [python, "-c", listing], cwd=installed_client.home, env=installed_client.env(), capture_output=True, text=True
+    )
+    assert found.returncode == 0, found.stderr
+    modules, location = found.stdout.splitlines()
+    assert modules == "[]" and Path(location).is_relative_to(installed_client.venv)
+    helped = command("--help", env={})
+    assert helped.returncode == 0
+    assert "AUDIO_CLIENT_<WORKER>=<RunPod endpoint id" in helped.stdout and "./audio-client.toml" in helped.stdout
+    assert ".py" not in helped.stdout  # rules, not a source file to read
+
+
+@pytest.mark.integration
+def test_the_installed_page_lists_every_worker_with_its_schema(installed_client):
+    port = free_port()
+    log = installed_client.home / "ui.log"
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            [installed_client.command, "ui", "--port", str(port), "--out", str(installed_client.home / "ui")],
+            cwd=installed_client.home,
+            env=installed_client.env(AUDIO_CLIENT_MUSICGEN="http://127.0.0.1:9"),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}/api/workers"
+        wait_for(lambda: requests.get(url, timeout=5).ok, "audio-client ui", 60, server, log)
+        listed = {entry["name"]: entry for entry in requests.get(url, timeout=5).json()}
+    finally:
+        stop(server)
+    assert sorted(listed) == workers.worker_names()
+    for name, entry in listed.items():
+        assert entry["schema"] == workers.request_model(name).model_json_schema()
+    assert listed["musicgen"]["target"] == "local server http://127.0.0.1:9"
+    assert "AUDIO_CLIENT_VOXCPM" in listed["voxcpm"]["target_error"]
 
 
 def _saved(stdout: str) -> list[tuple[Path, float, str, str]]:
@@ -110,10 +170,10 @@ def _saved(stdout: str) -> list[tuple[Path, float, str, str]]:
 
 
 @pytest.mark.integration
-def test_the_command_runs_sync_and_async_jobs_on_a_local_server_and_saves_their_audio(start_worker, tmp_path):
+def test_the_command_runs_sync_and_async_jobs_on_a_local_server_and_saves_their_audio(start_worker, command, tmp_path):
     worker = start_worker("musicgen")
     env = {"AUDIO_CLIENT_MUSICGEN": worker.url}
-    done = _command(
+    done = command(
         "run", "musicgen", "--set", "prompt=warm piano", "--set", "duration=0.5", "--set", "seed=3",
         "--out", str(tmp_path), "--worker-output-dir", str(worker.log.parent / "outputs"), env=env,
     )  # fmt: skip
@@ -124,34 +184,34 @@ def test_the_command_runs_sync_and_async_jobs_on_a_local_server_and_saves_their_
 
     request = tmp_path / "request.json"  # a request file, with a flag on top of it
     request.write_text(json.dumps({"input": {"prompt": "x", "duration": 0.5, "return_base64": True}}))
-    job_id = _command("run", "musicgen", "--mode", "async", "--input", str(request), "--set", "format=flac",
+    job_id = command("run", "musicgen", "--mode", "async", "--input", str(request), "--set", "format=flac",
                       env=env).stdout.strip()  # fmt: skip
-    waited = _command("wait", "musicgen", job_id, "--out", str(tmp_path), env=env)
+    waited = command("wait", "musicgen", job_id, "--out", str(tmp_path), env=env)
     assert waited.returncode == 0, waited.stderr
     assert _saved(waited.stdout)[0][0] == tmp_path / f"{job_id}-0.flac"
 
-    refused = _command("run", "musicgen", "--set", "prompt=x", "--set", "duration=900", env=env)
+    refused = command("run", "musicgen", "--set", "prompt=x", "--set", "duration=900", env=env)
     assert refused.returncode == 1
     assert "duration: Input should be less than or equal to 300 (got 900)" in refused.stderr
-    plain = _command("stream", "musicgen", "--to", str(tmp_path / "x.wav"), "--set", "prompt=x", env=env)
+    plain = command("stream", "musicgen", "--to", str(tmp_path / "x.wav"), "--set", "prompt=x", env=env)
     assert plain.returncode == 1 and "Stream not supported, handler must be a generator" in plain.stderr
-    cannot = _command("cancel", "musicgen", job_id, env=env)
+    cannot = command("cancel", "musicgen", job_id, env=env)
     assert cannot.returncode == 2 and "cannot cancel" in cannot.stderr
-    unreachable = _command("status", "musicgen", "x", env={"AUDIO_CLIENT_MUSICGEN": "http://127.0.0.1:9"}, timeout=60)
+    unreachable = command("status", "musicgen", "x", env={"AUDIO_CLIENT_MUSICGEN": "http://127.0.0.1:9"}, timeout=60)
     assert unreachable.returncode == 3 and "after 5 tries" in unreachable.stderr
 
 
 @pytest.mark.integration
 def test_input_files_go_inline_or_through_the_bucket_and_outputs_come_back_from_url_or_s3(
-    start_worker, s3_server, tmp_path
+    start_worker, s3_server, command, tmp_path
 ):
     worker = start_worker("musicgen", MODEL_ID="tiny-random/musicgen-melody", **s3_server.env())
     env = {"AUDIO_CLIENT_MUSICGEN": worker.url, **s3_server.env()}
     tone = _tone(tmp_path / "tune.wav")
     common = ["run", "musicgen", "--set", "prompt=calm", "--set", "duration=0.5", "--set", "seed=4",
               "--file", f"melody_audio={tone}"]  # fmt: skip
-    inline = _command(*common, "--out", str(tmp_path / "inline"), env=env)
-    through = _command(*common, "--inline-max-bytes", "1000", "--out", str(tmp_path / "bucket"), env=env)
+    inline = command(*common, "--out", str(tmp_path / "inline"), env=env)
+    through = command(*common, "--inline-max-bytes", "1000", "--out", str(tmp_path / "bucket"), env=env)
     assert inline.returncode == 0 and through.returncode == 0, inline.stderr + through.stderr
     uploaded = s3_server.client().list_objects_v2(Bucket=s3_server.bucket, Prefix="inputs/")["Contents"]
     assert len(uploaded) == 1 and uploaded[0]["Key"].endswith("-tune.wav")
@@ -208,7 +268,7 @@ def _voxcpm_job(seed: int) -> dict:
 
 
 @pytest.mark.integration
-def test_a_stream_written_as_it_arrives_equals_the_uploaded_result(start_on_platform, start_worker, tmp_path):
+def test_a_stream_written_as_it_arrives_equals_the_uploaded_result(start_on_platform, start_worker, command, tmp_path):
     platform, handle = start_on_platform("voxcpm", STREAM_AUDIO="1")
     client = AudioClient(
         routes={"voxcpm": Route("voxcpm", endpoint_id=ENDPOINT_ID)}, environ=platform.client_env(), poll_s=0.1
@@ -223,7 +283,7 @@ def test_a_stream_written_as_it_arrives_equals_the_uploaded_result(start_on_plat
     assert np.array_equal(soundfile.read(sink.path)[0], uploaded) and len(seen) >= 1
 
     local = start_worker("voxcpm", STREAM_AUDIO="1")
-    done = _command(
+    done = command(
         "stream", "voxcpm", "--to", str(tmp_path / "local.wav"), "--out", str(tmp_path / "local"),
         "--worker-output-dir", str(local.log.parent / "outputs"),
         *(argument for name, value in _voxcpm_job(7).items() for argument in ("--set", f"{name}={value}")),

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import soundfile
 
 from audio_client import AudioClient
 from audio_client.routing import Route
+from conftest import InstalledClient
 from shared import workers
 from tests.runpod_platform import ENDPOINT_ID
 from tests.support import free_port, stop, wait_for
@@ -47,16 +47,17 @@ def chromium() -> str:
 class PageServer:
     """`audio-client ui` as a user starts it, on a free port, with its own targets."""
 
-    def __init__(self, folder: Path, env: dict[str, str], *flags: str) -> None:
+    def __init__(self, client: InstalledClient, folder: Path, env: dict[str, str], *flags: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.out = folder / "saved"
         self.log = folder / "ui.log"
-        command = [str(Path(sys.executable).parent / "audio-client"), "ui", "--port", str(self.port)]
+        command = [client.command, "ui", "--port", str(self.port)]
         with self.log.open("w") as log:
             self.process = subprocess.Popen(
                 [*command, "--out", str(self.out), *flags],
-                env={**os.environ, **env},
+                cwd=client.home,
+                env=client.env(**env),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -92,10 +93,12 @@ def local_servers(start_worker, s3_server):
 
 
 @pytest.fixture(scope="module")
-def page_server(local_servers, s3_server, tmp_path_factory) -> Iterator[PageServer]:
+def page_server(local_servers, s3_server, installed_client, tmp_path_factory) -> Iterator[PageServer]:
     env = {f"AUDIO_CLIENT_{name.upper()}": worker.url for name, worker in local_servers.items()}
     # Files over 1000 bytes go through the bucket, as the client sends them.
-    server = PageServer(tmp_path_factory.mktemp("ui"), env | s3_server.env(), "--inline-max-bytes", "1000")
+    server = PageServer(
+        installed_client, tmp_path_factory.mktemp("ui"), env | s3_server.env(), "--inline-max-bytes", "1000"
+    )
     yield server
     server.close()
 
@@ -281,10 +284,10 @@ def test_an_input_audio_file_is_uploaded_as_the_client_sends_it(page_server, s3_
     screenshot(page, "uploaded-phone")
 
 
-def test_on_runpod_progress_arrives_and_cancel_stops_the_job(start_on_platform, open_page, tmp_path):
+def test_on_runpod_progress_arrives_and_cancel_stops_the_job(start_on_platform, open_page, installed_client, tmp_path):
     platform, handle = start_on_platform("musicgen")
     env = {"AUDIO_CLIENT_MUSICGEN": ENDPOINT_ID, **platform.client_env()}
-    server = PageServer(tmp_path, env, "--worker-output-dir", str(handle.log.parent / "outputs"))
+    server = PageServer(installed_client, tmp_path, env, "--worker-output-dir", str(handle.log.parent / "outputs"))
     try:
         page = open_page(server.url)
         assert "RunPod endpoint" in page.inner_text("#target")
@@ -307,10 +310,10 @@ def test_on_runpod_progress_arrives_and_cancel_stops_the_job(start_on_platform, 
         server.close()
 
 
-def test_a_streaming_deployment_plays_as_chunks_arrive(start_on_platform, open_page, tmp_path):
+def test_a_streaming_deployment_plays_as_chunks_arrive(start_on_platform, open_page, installed_client, tmp_path):
     platform, handle = start_on_platform("voxcpm", STREAM_AUDIO="1")
     env = {"AUDIO_CLIENT_VOXCPM": ENDPOINT_ID, **platform.client_env()}
-    server = PageServer(tmp_path, env, "--worker-output-dir", str(handle.log.parent / "outputs"))
+    server = PageServer(installed_client, tmp_path, env, "--worker-output-dir", str(handle.log.parent / "outputs"))
     try:
         page = open_page(server.url)
         pick(page, "voxcpm")
