@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.populate_volume import CONVERSION_LOG, main, place
+from scripts.populate_volume import CONVERSION_LOG, installed_models, main, place
 from shared import workers
 from shared.errors import ModelFilesError
 from shared.volume import HUB_CACHE, ForeignFormat, VolumeCatalog, resolve_model_dir
@@ -197,3 +197,10 @@ def test_the_populator_converts_from_a_model_cache(tmp_path, legacy_worker):
     target = volume / legacy_worker / "org" / "name"
     assert (target / "model.safetensors").read_bytes() == (snapshot / "weights.bin").read_bytes()
     assert (target / CONVERSION_LOG).read_text().startswith("converted from the legacy format")
+
+
+def test_verify_lists_a_cached_checkpoint_to_convert_so_its_failure_shows(tmp_path, legacy_worker):
+    legacy_checkpoint(tmp_path / HUB_CACHE / "models--org--name" / "snapshots" / "abc")
+    legacy_checkpoint(tmp_path / HUB_CACHE / "models--other--thing" / "snapshots" / "abc")
+    (tmp_path / HUB_CACHE / "models--other--thing" / "snapshots" / "abc" / "legacy_config.json").unlink()
+    assert installed_models(legacy_worker, tmp_path) == ["org/name"]
