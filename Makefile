@@ -21,7 +21,8 @@ STRIP_TORCHAUDIO_EXTENSION = rm -f "$$($(PY) -c 'import importlib.util as u, pat
 
 .DEFAULT_GOAL := help
 # demo-<worker> and serve-<worker> are pattern rules: GNU make skips pattern rules for .PHONY targets.
-.PHONY: help venv browser tiny-models demo serve schemas ui test test-unit test-gpu test-reference lock image image-check lint benchmark \
+.PHONY: help venv browser tiny-models demo serve schemas ui test test-unit test-gpu test-reference lock image image-check \
+	endpoint-table deploy lint benchmark \
 	benchmark-batching benchmark-cold-start clean
 
 help: ## list the targets
@@ -107,7 +108,7 @@ test-reference: $(VENV)/.installed $(REFERENCE_VENVS) ## cross-check workers wit
 lock: $(VENV)/.installed ## rewrite each image's hash-pinned lock from the requirements (needs PyPI)
 	$(PY) scripts/lock_requirements.py
 
-image: $(VENV)/.installed ## image WORKER=<worker>: build its image (docker, or buildah without a daemon; IMAGE_BUILD_FLAGS adds flags)
+image: $(VENV)/.installed ## image WORKER=<worker>: build its image (docker buildx bake when there, else docker build or buildah; IMAGE_BUILD_FLAGS adds flags)
 	$(if $(WORKER),,$(error name the worker: make image WORKER=<one of $(WORKERS)>))
 	$(PY) scripts/image.py build $(WORKER)
 
@@ -115,6 +116,14 @@ image-check: $(VENV)/.installed ## image-check WORKER=<worker>: run the built im
 	$(if $(WORKER),,$(error name the worker: make image-check WORKER=<one of $(WORKERS)>))
 	$(MAKE) $(VOLUME)/.built-$(WORKER)
 	$(PY) scripts/image.py check $(WORKER) --volume $(VOLUME)
+
+endpoint-table: $(VENV)/.installed ## rewrite the README's endpoint table from deploy/*.json
+	$(PY) scripts/endpoint_table.py --write
+
+deploy: $(VENV)/.installed ## deploy WORKER=<worker> IMAGE=<registry/name:tag>: create or update its RunPod template and endpoint (RUNPOD_API_KEY)
+	$(if $(WORKER),,$(error name the worker: make deploy WORKER=<one of $(WORKERS)> IMAGE=<image>))
+	$(if $(IMAGE),,$(error name the image: make deploy WORKER=$(WORKER) IMAGE=<registry/name:tag>))
+	$(PY) scripts/deploy.py $(WORKER) --image $(IMAGE) $(DEPLOY_FLAGS)
 
 lint: $(VENV)/.installed ## ruff
 	$(VENV)/bin/ruff check .

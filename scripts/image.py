@@ -3,8 +3,10 @@
     python scripts/image.py build <worker> [--tag T]                    # make image WORKER=<worker>
     python scripts/image.py check <worker> [--tag T] --volume .volume   # make image-check WORKER=<worker>
 
-build: `docker build` when a Docker daemon answers, `buildah build` otherwise; IMAGE_BUILD_FLAGS (split
-like a shell line) is added to the command, e.g. `--build-arg BASE_IMAGE=...` or a proxy's CA mount.
+build: `docker buildx bake <worker> --load` (the worker's target in docker-bake.hcl, whose variables BASE_IMAGE,
+WITH_TRITON and LOCAL_WHEELS are read from the environment) when a Docker daemon answers and has buildx; else
+`docker build` when a daemon answers, `buildah build` otherwise. IMAGE_BUILD_FLAGS (split like a shell line) are
+flags of those two, e.g. `--build-arg BASE_IMAGE=...` or a proxy's CA mount: when set, they are used instead of bake.
 check: with `docker` (or `podman` when no daemon answers) runs the image as RunPod would, on CPU with the
 worker's first tiny model mounted read-only at /runpod-volume: one job from the worker's test_input.json
 (the image's own one-shot mode), then the local API server, timed from `run` to its first answer
@@ -52,10 +54,24 @@ def default_tag(worker: str) -> str:
     return f"{worker.replace('_', '-')}-worker:dev"
 
 
-def build(worker: str, tag: str) -> int:
-    builder = ["docker", "build"] if docker_daemon() else ["buildah", "build", "--layers"]
+def buildx_available() -> bool:
+    try:
+        return subprocess.run(["docker", "buildx", "version"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def build_command(worker: str, tag: str) -> list[str]:
     extra = shlex.split(os.environ.get("IMAGE_BUILD_FLAGS", ""))
-    command = [*builder, *extra, "-f", f"dockerfiles/{worker}.Dockerfile", "-t", tag, "."]
+    daemon = docker_daemon()
+    if daemon and not extra and buildx_available():
+        return ["docker", "buildx", "bake", "-f", "docker-bake.hcl", "--load", "--set", f"{worker}.tags={tag}", worker]
+    builder = ["docker", "build"] if daemon else ["buildah", "build", "--layers"]
+    return [*builder, *extra, "-f", f"dockerfiles/{worker}.Dockerfile", "-t", tag, "."]
+
+
+def build(worker: str, tag: str) -> int:
+    command = build_command(worker, tag)
     print("+", shlex.join(command), flush=True)
     return subprocess.run(command, cwd=REPO).returncode
 

@@ -38,7 +38,7 @@ from shared.runtime import Runtime, load_runtime
 from shared.schemas import AudioLabel, JobRequest, parse_request
 from shared.settings import ModelConfig, Residency, Settings, read_settings
 from shared.stop import JobCancelled, StopSignal
-from shared.volume import populate_command, resolve_model_dir
+from shared.volume import model_source, populate_command, resolve_model_dir
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -171,7 +171,8 @@ class Worker:
     def _load_model(self) -> ModelAdapter:
         model_dir = self.check_volume()
         dtype = choose_dtype(self.settings, self.runtime, self.adapter_class.gpu_dtype, self.device_kind)
-        logger.info("loading {} from {} on {} as {}", self.model_id, model_dir, self.device_kind, dtype)
+        source = model_source(model_dir, self.settings.volume_root, self.settings.model_dir)
+        logger.info("loading {} from {} on {} as {}", self.model_id, source, self.device_kind, dtype)
         device = self.runtime.device(self.device_kind)
         target = LoadTarget(model_dir, self.model_id, device, dtype, self.residency)
         adapter = self.adapter_class(target, self.config, self.settings)

@@ -258,3 +258,20 @@ def make_readable(folder: Path) -> None:
             path.chmod(path.stat().st_mode | 0o555)
         for name in files:
             (here / name).chmod((here / name).stat().st_mode | 0o444)
+
+
+def model_source(folder: Path, volume_root: Path, explicit_dir: Path | None = None) -> str:
+    """Where a resolved model folder lies, for the start-up log: MODEL_DIR, RunPod's model cache (the repository
+    and the snapshot's revision), the volume's own layout, or another folder."""
+    if explicit_dir is not None and folder == explicit_dir:
+        return f"MODEL_DIR {folder}"
+    hub_root = volume_root / HUB_CACHE
+    if folder.is_relative_to(hub_root):
+        parts = folder.relative_to(hub_root).parts  # models--<org>--<name>, snapshots, <revision>
+        if len(parts) >= 3 and parts[0].startswith("models--") and parts[1] == "snapshots":
+            repo = parts[0].removeprefix("models--").replace("--", "/", 1)
+            return f"RunPod's model cache ({repo} at revision {parts[2]}, {folder})"
+        return f"RunPod's model cache ({folder})"
+    if folder.is_relative_to(volume_root):
+        return f"the volume folder {folder}"
+    return f"the folder {folder}"
