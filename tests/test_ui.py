@@ -139,7 +139,9 @@ def field(page, name: str, css: str = "input[type=text], textarea, select"):
     return page.locator(f"[data-field={name}]").locator(css).first
 
 
-def wait_done(page, timeout_s: float = 240) -> str:
+def wait_done(page, timeout_s: float = 900) -> str:
+    """The job's final status. The bound only stops a hung test: a busy machine (CI, or tests beside other work)
+    generates many times slower than an idle one, so it is far above any job's usual time."""
     page.wait_for_selector(DONE, timeout=timeout_s * 1000)
     return page.get_attribute("#job", "data-status")
 
@@ -291,14 +293,14 @@ def test_on_runpod_progress_arrives_and_cancel_stops_the_job(start_on_platform, 
     try:
         page = open_page(server.url)
         assert "RunPod endpoint" in page.inner_text("#target")
-        field(page, "duration").fill("70")
+        field(page, "duration").fill("35")  # two model windows: progress within and across them
         record_progress(page)
         page.click("#submit")
         assert wait_done(page) == "COMPLETED", page.inner_text("#job-error")
         seen = page.evaluate("window.progressSeen")
         fractions = [float(item["fraction"]) for item in seen if item["stage"] == "generating" and item["fraction"]]
         assert fractions and all(0 < fraction <= 1 for fraction in fractions), seen
-        assert loaded_durations(page) == pytest.approx([70.0], abs=0.01)
+        assert loaded_durations(page) == pytest.approx([35.0], abs=0.01)
 
         field(page, "duration").fill("200")
         page.click("#submit")
