@@ -14,14 +14,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # The images install the same way: shared pins, the worker's requirements, one set of constraints.
 INSTALL := $(PY) -m pip install -q -c shared/constraints.txt
 
-# torchaudio's last release is built against an older torch: only its pure-Python parts (resample,
-# spectrogram) are used, and its compiled extension would fail to load beside torch 2.13.
-STRIP_TORCHAUDIO_EXTENSION = rm -f "$$($(PY) -c 'import importlib.util as u, pathlib as p; \
-	print(p.Path(u.find_spec("torchaudio").origin).parent)')"/lib/*.so
 
 .DEFAULT_GOAL := help
 # demo-<worker> and serve-<worker> are pattern rules: GNU make skips pattern rules for .PHONY targets.
-.PHONY: help venv browser tiny-models demo serve schemas ui test test-unit test-gpu test-reference lock image image-check \
+.PHONY: help venv strip-torchaudio browser tiny-models demo serve schemas ui test test-unit test-gpu test-reference lock image image-check \
 	endpoint-table deploy lint benchmark \
 	benchmark-batching benchmark-cold-start clean
 
@@ -41,9 +37,15 @@ $(VENV)/.installed: shared/requirements.txt shared/constraints.txt handlers/*/re
 	$(INSTALL) --no-deps $(foreach file,$(wildcard handlers/*/requirements-nodeps.txt),-r $(file))
 	for file in $(wildcard handlers/*/requirements-git.txt); do \
 		PIP="$(PY) -m pip" sh dockerfiles/install_unpublished.sh $$file $(LOCAL_WHEELS) || exit 1; done
-	$(STRIP_TORCHAUDIO_EXTENSION)
+	$(MAKE) --no-print-directory strip-torchaudio
 	$(PY) -m pip install -q --no-deps -e ./audio_client  # the audio-client command (its own distribution)
 	touch $@
+
+# torchaudio's last release is built against an older torch: only its pure-Python parts (resample,
+# spectrogram) are used, and its compiled extension would fail to load beside torch 2.13. PY= names the venv.
+strip-torchaudio:
+	rm -f "$$($(PY) -c 'import importlib.util as u, pathlib as p; \
+		print(p.Path(u.find_spec("torchaudio").origin).parent)')"/lib/*.so
 
 venv: $(VENV)/.installed ## create the virtual environment with every worker's pinned dependencies
 
@@ -99,6 +101,8 @@ REFERENCE_WORKERS := $(patsubst handlers/%/reference/requirements.txt,%,$(wildca
 	$(@D)/bin/python -m pip install -q -r handlers/$*/reference/requirements.txt
 	$(if $(wildcard handlers/$*/reference/requirements-nodeps.txt),\
 		$(@D)/bin/python -m pip install -q --no-deps -r handlers/$*/reference/requirements-nodeps.txt)
+	if $(@D)/bin/python -c 'import importlib.util as u; exit(u.find_spec("torchaudio") is None)'; then \
+		$(MAKE) --no-print-directory strip-torchaudio PY=$(@D)/bin/python; fi
 	touch $@
 
 REFERENCE_VENVS := $(foreach worker,$(REFERENCE_WORKERS),.cache/venv-reference-$(worker)/.installed)

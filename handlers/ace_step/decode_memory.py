@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-MODEL_ID = "bench-random/acestep-v15-base-diffusers"
+MODEL_ID = "bench-random/acestep-v15-base"
 
 
 def _decode(vae_folder: Path, tiled: bool, seconds: float, device: str) -> str:

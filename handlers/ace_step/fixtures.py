@@ -98,7 +98,7 @@ def build_ace_step(target: Path, size: str, variant: str = "base", xl: bool = Fa
 
 
 TINY_MODELS = (
-    TinyModel("tiny-random/acestep-v15-base-diffusers", build_ace_step),
+    TinyModel("tiny-random/acestep-v15-base", build_ace_step),
     TinyModel(
         "tiny-random/acestep-v15-xl-turbo-diffusers",
         partial(build_ace_step, variant="turbo", xl=True),
@@ -145,3 +145,92 @@ def build_ace_step_lora(pipeline_folder: Path, target: Path, rank: int = 4) -> P
                 parameter.normal_(std=0.5)
     AceStepPipeline.save_lora_weights(target, transformer_lora_layers=get_peft_model_state_dict(transformer))
     return target / "pytorch_lora_weights.safetensors"
+
+
+# The inverse of convert.py's renames, for writing a tiny pipeline back into ACE-Step's layout.
+_ACE_ATTENTION_NAMES = {"to_q": "q_proj", "to_k": "k_proj", "to_v": "v_proj", "norm_q": "q_norm", "norm_k": "k_norm"}
+_ACE_PREFIXES = {
+    "transformer": "decoder",
+    "condition_encoder": "encoder",
+    "audio_tokenizer": "tokenizer",
+    "audio_token_detokenizer": "detokenizer",
+}
+
+
+def _authors_key(component: str, key: str) -> str:
+    if component == "condition_encoder" and key == "null_condition_emb":
+        return key
+    key = key.replace(".to_out.0.", ".o_proj.")
+    parts = [_ACE_ATTENTION_NAMES.get(part, part) for part in key.split(".")]
+    if component == "transformer" and parts[0] in ("proj_in_conv", "proj_out_conv"):
+        parts = [parts[0].removesuffix("_conv"), "1", *parts[1:]]
+    return f"{_ACE_PREFIXES[component]}.{'.'.join(parts)}"
+
+
+def build_authors_layout(
+    target: Path, size: str = "tiny", variant: str = "base", xl: bool = False, built: Path | None = None
+) -> Path:
+    """A tiny checkpoint in ACE-Step's own layout (what ACE-Step/Ace-Step1.5 and ACE-Step/acestep-v15-<variant>
+    publish), written by inverting convert.py's key mapping from the tiny diffusers pipeline: <DiT folder>/
+    (config.json with model_type 'acestep', model.safetensors, silence_latent.pt), vae/, Qwen3-Embedding-0.6B/.
+    The mapping itself is proved against ACE-Step's own classes by the reference tier (reference/), not here.
+    `built`: the diffusers pipeline to write out (built here when None; its variant is not read). Returns the DiT
+    folder."""
+    import json
+    import shutil
+    import tempfile
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    with tempfile.TemporaryDirectory() as scratch:
+        if built is None:
+            built = Path(scratch)
+            build_ace_step(built, size, "base", xl)  # every variant's DiT file holds the audio tokenizer pair
+        dit = target / f"acestep-v15-{'xl-' if xl else ''}{variant}"
+        dit.mkdir(parents=True)
+        weights = {}
+        for component in _ACE_PREFIXES:
+            for key, tensor in load_file(built / component / "diffusion_pytorch_model.safetensors").items():
+                if component == "condition_encoder" and key == "silence_latent":
+                    # Published as [1, 64, frames]; some structure, so that a wrong transpose shows.
+                    silence = torch.linspace(-1.0, 1.0, tensor.numel()).reshape(tensor.shape)
+                    torch.save(silence.transpose(1, 2).contiguous(), dit / "silence_latent.pt")
+                    continue
+                weights[_authors_key(component, key)] = tensor
+        save_file(weights, dit / "model.safetensors", metadata={"format": "pt"})
+        transformer = json.loads((built / "transformer" / "config.json").read_text())
+        encoder = json.loads((built / "condition_encoder" / "config.json").read_text())
+        codes = json.loads((built / "audio_tokenizer" / "config.json").read_text())
+        config = {
+            "architectures": ["AceStepConditionGenerationModel"],
+            "auto_map": {"AutoModel": f"modeling_acestep_v15_{variant}.AceStepConditionGenerationModel"},
+            "model_type": "acestep",
+            **{name: transformer[name] for name in ("hidden_size", "intermediate_size", "num_hidden_layers")},
+            **{name: transformer[name] for name in ("num_attention_heads", "num_key_value_heads", "head_dim")},
+            **{name: transformer[name] for name in ("in_channels", "audio_acoustic_hidden_dim", "patch_size")},
+            **{name: transformer[name] for name in ("rope_theta", "attention_bias", "attention_dropout")},
+            **{name: transformer[name] for name in ("rms_norm_eps", "sliding_window", "layer_types")},
+            **{name: encoder[name] for name in ("text_hidden_dim", "timbre_hidden_dim")},
+            **{name: encoder[name] for name in ("num_lyric_encoder_hidden_layers", "num_timbre_encoder_hidden_layers")},
+            **{name: codes[name] for name in ("fsq_dim", "fsq_input_levels", "fsq_input_num_quantizers")},
+            **{name: codes[name] for name in ("pool_window_size", "num_attention_pooler_hidden_layers")},
+            "use_sliding_window": True,
+            "model_version": variant,
+            "is_turbo": variant == "turbo",
+        }
+        if xl:
+            config |= {
+                "encoder_hidden_size": encoder["hidden_size"],
+                "encoder_intermediate_size": encoder["intermediate_size"],
+            }
+            config |= {"encoder_num_attention_heads": encoder["num_attention_heads"]}
+            config |= {"encoder_num_key_value_heads": encoder["num_key_value_heads"]}
+        (dit / "config.json").write_text(json.dumps(config, indent=2))
+        (dit / f"modeling_acestep_v15_{variant}.py").write_text("# ACE-Step's modeling code: never run by the worker\n")
+        shutil.copytree(built / "vae", target / "vae")
+        text = target / "Qwen3-Embedding-0.6B"
+        shutil.copytree(built / "text_encoder", text)
+        for path in (built / "tokenizer").iterdir():
+            shutil.copyfile(path, text / path.name)
+        return dit

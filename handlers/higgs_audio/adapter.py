@@ -56,7 +56,15 @@ _REPORTED_PARAMETERS = (
 def tokenizer_dir(model_id: str, config: HiggsAudioConfig, volume_root: Path) -> Path:
     """The audio tokenizer's folder: HIGGS_AUDIO_TOKENIZER_ID, else beside the LM (MODEL_DIR names the LM only)."""
     tokenizer_id = config.tokenizer_id or f"{model_id.split('/', 1)[0]}/{TOKENIZER_NAME}"
-    return resolve_model_dir(CATALOG.worker, tokenizer_id, volume_root, TOKENIZER_FILES)
+    # A tokenizer in Boson's own format (config.json + model.pth) is refused with the command that converts it.
+    return resolve_model_dir(
+        CATALOG.worker,
+        tokenizer_id,
+        volume_root,
+        TOKENIZER_FILES,
+        formats=CATALOG.formats,
+        other_names=CATALOG.names(tokenizer_id)[1:],
+    )
 
 
 class HiggsAudio(ModelAdapter[HiggsAudioRequest, HiggsAudioConfig]):
@@ -182,7 +190,12 @@ class HiggsAudio(ModelAdapter[HiggsAudioRequest, HiggsAudioConfig]):
         delay = generated.shape[1] - 1
         if generated.shape[0] <= delay:
             return generated[:0]
-        return processor.revert_delay_pattern(generated).clip(0, processor.audio_stream_bos_id - 1)
+        frames = processor.revert_delay_pattern(generated)
+        # The frame where the first codebook ends its stream is the end marker, not audio (Boson's engine drops it;
+        # clipped, its end code would decode as 40 ms of noise): frames stop before the first stream-end code.
+        ends = (frames == processor.audio_stream_eos_id).any(-1).nonzero()
+        frames = frames[: ends[0, 0].item()] if len(ends) else frames
+        return frames.clip(0, processor.audio_stream_bos_id - 1)
 
     def predict(self, request: HiggsAudioRequest, audio_inputs: dict[AudioLabel, Audio], job: JobContext) -> Prediction:
         references = self._references(request, audio_inputs)

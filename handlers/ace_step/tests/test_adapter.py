@@ -35,7 +35,7 @@ def bench_volume(tmp_path_factory) -> Path:
 
 def _worker(volume: Path, tmp_path: Path, residency: Residency | None) -> Worker:
     settings = Settings(
-        volume_root=volume, model_id="bench-random/acestep-v15-base-diffusers", output_dir=tmp_path, residency=residency
+        volume_root=volume, model_id="bench-random/acestep-v15-base", output_dir=tmp_path, residency=residency
     )
     return Worker(AceStep, settings)
 
@@ -80,7 +80,7 @@ def _stem_base64(seconds: float = 2.0, rate: int = 32000) -> str:
 )
 def test_the_other_source_tasks_run(tiny_volume, tmp_path, extra):
     volume = tiny_volume.ensure("ace_step")
-    settings = Settings(volume_root=volume, model_id="tiny-random/acestep-v15-base-diffusers", output_dir=tmp_path)
+    settings = Settings(volume_root=volume, model_id="tiny-random/acestep-v15-base", output_dir=tmp_path)
     result = Worker(AceStep, settings).run({"id": "t", "input": {"audio": _stem_base64(), "steps": 2, **extra}})
     assert "error" not in result, result
     assert result["details"]["task"] == extra["task"]
@@ -108,7 +108,7 @@ def _tiny(tiny_volume, tmp_path: Path, model_id: str, residency: Residency | Non
 @pytest.mark.parametrize(
     ("model_id", "checkpoint", "steps", "guidance"),
     [
-        ("tiny-random/acestep-v15-base-diffusers", {"variant": "base", "xl": False}, 50, 7.0),
+        ("tiny-random/acestep-v15-base", {"variant": "base", "xl": False}, 50, 7.0),
         ("tiny-random/acestep-v15-xl-turbo-diffusers", {"variant": "turbo", "xl": True}, 8, 1.0),
         ("tiny-random/acestep-v15-xl-sft-diffusers", {"variant": "sft", "xl": True}, 50, 7.0),
     ],
@@ -149,7 +149,7 @@ def test_a_long_song_is_decoded_in_tiles_to_the_exact_length(tiny_volume, tmp_pa
 
 
 def test_complete_adds_the_instruments_asked_for(tiny_volume, tmp_path):
-    worker = _tiny(tiny_volume, tmp_path, "tiny-random/acestep-v15-base-diffusers")
+    worker = _tiny(tiny_volume, tmp_path, "tiny-random/acestep-v15-base")
     job = {"task": "complete", "audio": _stem_base64(), "complete_with": ["drums", "bass"], "steps": 2}
     result = worker.run({"id": "c", "input": job})
     assert "error" not in result, result
@@ -159,7 +159,7 @@ def test_complete_adds_the_instruments_asked_for(tiny_volume, tmp_path):
 
 def test_an_operator_lora_is_verified_applied_and_named(tiny_volume, tmp_path):
     volume = tiny_volume.ensure("ace_step")
-    model_id = "tiny-random/acestep-v15-base-diffusers"
+    model_id = "tiny-random/acestep-v15-base"
     lora = build_ace_step_lora(volume / "ace_step" / model_id, tmp_path / "lora")
     digest = hashlib.sha256(lora.read_bytes()).hexdigest()
     job = {"caption": "x", "audio_duration": 1.0, "steps": 2, "seed": 3}
