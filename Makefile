@@ -5,7 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 VOLUME := .volume
-WORKERS := $(sort $(patsubst handlers/%/__init__.py,%,$(wildcard handlers/*/__init__.py)))
+ALL_WORKERS := $(sort $(patsubst handlers/%/__init__.py,%,$(wildcard handlers/*/__init__.py)))
+# WORKERS=a,b narrows what some targets do (gpu-check); the venv always holds every worker's requirements.
+WORKERS := $(ALL_WORKERS)
 # The worker `make demo` and `make serve` run (the project's main job); demo-<worker> runs any other.
 DEFAULT_WORKER := musicgen
 # This machine family keeps a CPU build of torch on local disk; pip prefers it when the folder exists.
@@ -13,7 +15,6 @@ export PIP_FIND_LINKS := $(if $(wildcard /opt/wheels),/opt/wheels,$(PIP_FIND_LIN
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # The images install the same way: shared pins, the worker's requirements, one set of constraints.
 INSTALL := $(PY) -m pip install -q -c shared/constraints.txt
-
 
 .DEFAULT_GOAL := help
 # demo-<worker> and serve-<worker> are pattern rules: GNU make skips pattern rules for .PHONY targets.
@@ -32,7 +33,7 @@ $(VENV)/.installed: shared/requirements.txt shared/constraints.txt handlers/*/re
 		pyproject.toml audio_client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(INSTALL) -r shared/requirements.txt $(foreach worker,$(WORKERS),-r handlers/$(worker)/requirements.txt) \
+	$(INSTALL) -r shared/requirements.txt $(foreach worker,$(ALL_WORKERS),-r handlers/$(worker)/requirements.txt) \
 		-r requirements-dev.txt
 	$(INSTALL) --no-deps $(foreach file,$(wildcard handlers/*/requirements-nodeps.txt),-r $(file))
 	for file in $(wildcard handlers/*/requirements-git.txt); do \
@@ -141,6 +142,28 @@ benchmark-batching: $(VENV)/.installed ## benchmark-batching [WORKER=<worker>]: 
 
 benchmark-cold-start: $(VENV)/.installed ## benchmark-cold-start [WORKER=<worker>]: fresh worker to first result vs a bare script
 	$(PY) scripts/benchmark_cold_start.py $(or $(WORKER),$(DEFAULT_WORKER))
+
+# make gpu-check (scripts/gpu_check.py): every worker (WORKERS=a,b for some) sized on this machine's GPU, report in
+# OUT. A python3 that imports a CUDA torch (a pod image's) is used as it is: a venv on it with its site-packages
+# (.cache/venv-gpu-check) gets only the pinned packages it lacks, from WHEELHOUSE (no network) when given. Else
+# the project's venv. DEVICE=cpu: the same on the tiny models. SKIP=tests,measure,batching,residency; BUDGET=s.
+.PHONY: gpu-check wheelhouse
+GPU_CHECK_WORKERS := $(if $(filter command line,$(origin WORKERS)),$(WORKERS))
+OUT ?= outputs/gpu-check
+gpu-check: ## gpu-check [WORKERS= OUT= VOLUME_ROOT= DEVICE= SKIP= WHEELHOUSE=]: measure every worker on this GPU
+	@if [ "$(DEVICE)" != cpu ] && $(PYTHON) scripts/gpu_check_env.py has-cuda-torch; then \
+		py=$$(set -o pipefail; $(PYTHON) scripts/gpu_check_env.py venv $(if $(WHEELHOUSE),--wheelhouse $(WHEELHOUSE)) \
+			| tail -n1) || exit 1; \
+	else $(MAKE) --no-print-directory $(VENV)/.installed || exit 1; py=$(PY); fi; \
+	$$py scripts/gpu_check.py --out "$(OUT)" --device $(or $(DEVICE),auto) --workers "$(GPU_CHECK_WORKERS)" \
+		$(if $(VOLUME_ROOT),--volume-root "$(VOLUME_ROOT)") $(if $(SKIP),--skip $(SKIP)) $(if $(BUDGET),--budget $(BUDGET))
+
+# On a networked machine, for a GPU host without network: `make wheelhouse PYTHON_VERSION=3.12 WHEELHOUSE=dir`, then
+# copy dir there and `make gpu-check WHEELHOUSE=dir`. No torch, no CUDA libraries (the host's are used).
+wheelhouse: ## wheelhouse WHEELHOUSE=<dir> [PYTHON_VERSION=3.12]: download what gpu-check needs beside torch (PyPI)
+	$(if $(WHEELHOUSE),,$(error name the folder: make wheelhouse WHEELHOUSE=<dir> [PYTHON_VERSION=3.12]))
+	$(PYTHON) scripts/gpu_check_env.py wheelhouse --dest "$(WHEELHOUSE)" --python-version $(or $(PYTHON_VERSION),3.12) \
+		$(if $(LOCAL_WHEELS),--local-wheels $(LOCAL_WHEELS)) $(if $(WHEELHOUSE_EXCLUDE),--exclude $(WHEELHOUSE_EXCLUDE))
 
 clean: ## remove the venv, the tiny volume and local outputs
 	rm -rf $(VENV) .cache/venv-reference-* $(VOLUME) outputs

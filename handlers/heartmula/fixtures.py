@@ -112,6 +112,9 @@ TINY_MODELS = (
     ),
 )
 
+# scripts/gpu_check.py: the size it measures on a GPU (the default checkpoint's published architecture).
+GPU_CHECK = {"size": "full", "architecture": "HeartMuLa/HeartMuLa-oss-3B-happy-new-year"}
+
 CONTRACT = ContractCase(
     job_input={"lyrics": "[Verse]\nla la la", "tags": "piano,happy", "max_duration_ms": 800},
     output_count=1,

@@ -39,6 +39,10 @@ _ENCODEC_32K = {
 _SIZES = {
     "tiny": {"text": (32, 2, 4), "decoder": (32, 2, 4), "encodec": (16, 4)},
     "bench": {"text": (256, 4, 4), "decoder": (512, 12, 8), "encodec": (32, 16)},
+    # facebook/musicgen-small as published: t5-base's encoder (768 wide, 12 layers, 12 heads, a 3072-wide
+    # feed-forward, 32128 token rows), the 1024-wide 24-layer decoder, EnCodec 32 kHz (128 hidden, 64 filters,
+    # 2 LSTM layers). For scripts/gpu_check.py's GPU figures (GPU_CHECK below); random weights.
+    "full": {"text": (768, 12, 12), "decoder": (1024, 24, 16), "encodec": (128, 64)},
 }
 
 
@@ -56,11 +60,12 @@ def _musicgen_parts(
 ) -> dict:
     """Stereo checkpoints keep the mono EnCodec and decode two interleaved sets of 4 codebooks."""
     (t_dim, t_layers, t_heads), (d_dim, d_layers, d_heads), (e_hidden, e_filters) = _SIZES[size].values()
+    full = size == "full"
     text = T5Config(
-        vocab_size=len(tokenizer),
+        vocab_size=32128 if full else len(tokenizer),
         d_model=t_dim,
         d_kv=t_dim // t_heads,
-        d_ff=2 * t_dim,
+        d_ff=(4 if full else 2) * t_dim,
         num_layers=t_layers,
         num_heads=t_heads,
     )
@@ -71,7 +76,7 @@ def _musicgen_parts(
         num_filters=e_filters,
         codebook_dim=e_hidden,
         num_residual_layers=1,
-        num_lstm_layers=1,
+        num_lstm_layers=2 if full else 1,
     )
     decoder = decoder_class(
         vocab_size=2048,
@@ -189,6 +194,9 @@ TINY_MODELS = (
         published=("facebook/musicgen-stereo-melody", "facebook/musicgen-stereo-melody-large"),
     ),
 )
+
+# scripts/gpu_check.py: the size it measures on a GPU (the default checkpoint's published architecture).
+GPU_CHECK = {"size": "full", "architecture": "facebook/musicgen-small"}
 
 CONTRACT = ContractCase(
     job_input={"prompt": ["warm piano", "busy drums"], "duration": 0.5},

@@ -78,24 +78,28 @@ def _build_voxcpm(target: Path, size: str, architecture: str) -> None:
     from voxcpm.model.voxcpm2 import VoxCPM2Model, VoxCPMConfig
     from voxcpm.modules.audiovae import AudioVAE, AudioVAEV2
 
-    hidden, layers, heads, kv_heads = _VOXCPM_SIZES[size]
     tokenizer = _voxcpm_tokenizer()
-    local = {"hidden_dim": hidden, "ffn_dim": 2 * hidden, "num_heads": heads, "num_layers": 1}
-    config = {
-        "architecture": architecture,
-        "lm_config": _minicpm_config(hidden, layers, heads, kv_heads, len(tokenizer)),
-        "patch_size": 4,
-        "feat_dim": 64,
-        "residual_lm_num_layers": 1,
-        "scalar_quantization_latent_dim": 16,
-        "scalar_quantization_scale": 9,
-        "encoder_config": local,
-        "dit_config": {**local, "cfm_config": {}},
-        "audio_vae_config": {"encoder_dim": 8, "latent_dim": 64, "decoder_dim": 64, **_VOXCPM_AUDIO[architecture]},
-        "max_length": 4096,  # the LM cache: text tokens + patches of the longest test job
-        "device": "cpu",
-        "dtype": "float32",
-    }
+    if size == "full":
+        config = _full_voxcpm2_config(architecture)
+    else:
+        hidden, layers, heads, kv_heads = _VOXCPM_SIZES[size]
+        local = {"hidden_dim": hidden, "ffn_dim": 2 * hidden, "num_heads": heads, "num_layers": 1}
+        vae = {"encoder_dim": 8, "latent_dim": 64, "decoder_dim": 64, **_VOXCPM_AUDIO[architecture]}
+        config = {
+            "architecture": architecture,
+            "lm_config": _minicpm_config(hidden, layers, heads, kv_heads, len(tokenizer)),
+            "patch_size": 4,
+            "feat_dim": 64,
+            "residual_lm_num_layers": 1,
+            "scalar_quantization_latent_dim": 16,
+            "scalar_quantization_scale": 9,
+            "encoder_config": local,
+            "dit_config": {**local, "cfm_config": {}},
+            "audio_vae_config": vae,
+            "max_length": 4096,  # the LM cache: text tokens + patches of the longest test job
+            "device": "cpu",
+            "dtype": "float32",
+        }
     if architecture == "voxcpm2":
         parsed = VoxCPMConfig.model_validate(config)
         model = VoxCPM2Model(parsed, tokenizer, AudioVAEV2(config=parsed.audio_vae_config), device="cpu")
@@ -103,6 +107,10 @@ def _build_voxcpm(target: Path, size: str, architecture: str) -> None:
         parsed = VoxCPM15Config.model_validate(config)
         model = VoxCPMModel(parsed, tokenizer, AudioVAE(config=parsed.audio_vae_config), device="cpu")
     _never_stop(model)
+    if size == "full":  # published in bfloat16; its AudioVAE stays float32, as the library runs it
+        for name, part in model.named_children():
+            if name != "audio_vae":
+                part.to(torch.bfloat16)
     state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
     target.mkdir(parents=True, exist_ok=True)
     save_file({k: v for k, v in state.items() if not k.startswith("audio_vae.")}, target / "model.safetensors")
@@ -114,6 +122,35 @@ def _build_voxcpm(target: Path, size: str, architecture: str) -> None:
     tokenizer_config = json.loads((target / "tokenizer_config.json").read_text())
     tokenizer_config["extra_special_tokens"] = list(VOXCPM_SPECIAL_TOKENS)
     (target / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2) + "\n")
+
+
+def _full_voxcpm2_config(architecture: str) -> dict:
+    """openbmb/VoxCPM2's published shapes, for scripts/gpu_check.py's GPU figures (random weights): the MiniCPM-4
+    LM 2048 wide, 28 layers, 16 heads (2 key/value heads), 73448 token rows; an 8-layer residual LM; the local
+    encoder and DiT 1024 wide, 12 layers, 16 heads, 4096-wide feed-forward; 512-dim scalar quantization; the
+    AudioVAE v2 at the library's defaults (its published config). Read from two public configs of the release
+    (third-party tests quoting config.json); the LM's feed-forward width (6144) and a 128-wide head everywhere
+    (kv_channels, which the shared rope factors need) are assumed, not read."""
+    if architecture != "voxcpm2":
+        raise ValueError("the full size is VoxCPM2's (the default checkpoint); VoxCPM 1.5 has tiny and bench")
+    lm = _minicpm_config(2048, 28, 16, 2, 73448) | {"intermediate_size": 6144, "kv_channels": 128}
+    local = {"hidden_dim": 1024, "ffn_dim": 4096, "num_heads": 16, "num_layers": 12, "kv_channels": 128}
+    return {
+        "architecture": architecture,
+        "lm_config": lm,
+        "patch_size": 4,
+        "feat_dim": 64,
+        "residual_lm_num_layers": 8,
+        "residual_lm_no_rope": True,
+        "scalar_quantization_latent_dim": 512,
+        "scalar_quantization_scale": 9,
+        "encoder_config": local,
+        "dit_config": {**local, "cfm_config": {}},
+        "audio_vae_config": {"latent_dim": 64, **_VOXCPM_AUDIO[architecture] | {"cond_dim": 128}},
+        "max_length": 8192,
+        "device": "cpu",
+        "dtype": "bfloat16",
+    }
 
 
 def _never_stop(model) -> None:
@@ -157,6 +194,9 @@ TINY_MODELS = (
     TinyModel("tiny-random/VoxCPM2", build_voxcpm2, published=("openbmb/VoxCPM2",)),
     TinyModel("tiny-random/VoxCPM1.5", build_voxcpm15, published=("openbmb/VoxCPM1.5",)),
 )
+
+# scripts/gpu_check.py: the size it measures on a GPU (the default checkpoint's published architecture).
+GPU_CHECK = {"size": "full", "architecture": "openbmb/VoxCPM2"}
 
 CONTRACT = ContractCase(
     job_input={"target_text": "The contract, spoken.", "inference_timesteps": 2, "max_len": 40, "retry_badcase": False},

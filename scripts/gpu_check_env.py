@@ -1,0 +1,311 @@
+"""The environment `make gpu-check` runs in: the host's own CUDA torch when it has one, and offline installs.
+
+    python3 scripts/gpu_check_env.py has-cuda-torch                # exit 0 when this python imports a CUDA torch
+    python3 scripts/gpu_check_env.py venv --venv DIR [--wheelhouse DIR]
+        # a venv on this python with --system-site-packages (the host's torch, its CUDA libraries and whatever
+        # else it carries), installing only the pinned packages it lacks; prints the venv's python last
+    python3 scripts/gpu_check_env.py wheelhouse --dest DIR [--python-version 3.12] [--only NAME,...]
+        # on a networked machine: every wheel gpu-check needs for that Python, but torch and the CUDA libraries
+
+Standard library only: it runs on the host's python before anything is installed. What gpu-check needs is every
+worker's image lock (handlers/*/requirements*.lock: exact pins) less what a CUDA torch host already carries:
+torch, triton, the nvidia-* and cuda-* CUDA libraries, and the packages only they pull in (sympy, networkx, ...,
+read from the locks' "via" lines); plus the test tier's pytest and the tiny DiffSinger banks' onnx exporter
+(requirements-dev.txt), and the packages PyPI lacks (handlers/*/requirements-git.txt) from LOCAL_WHEELS.
+Everything goes in with --no-deps at the locked versions, so pip never reaches for torch. The code must run on
+torch 2.11 and Python 3.12 (what CUDA pod images commonly carry): the venv step says when the host's torch
+differs from shared/constraints.txt's pin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+HANDLERS = REPO / "handlers"
+# What a CUDA torch host already has: never downloaded, never installed over.
+HOST_PROVIDED = re.compile(r"^(torch|triton|nvidia-.*|cuda-bindings|cuda-pathfinder|cuda-toolkit)$")
+# From requirements-dev.txt: the test tier (pytest) and the tiny DiffSinger banks (exported to ONNX from torch).
+CHECK_EXTRAS = ("pytest", "onnx")
+GLIBC = (2, 35)  # the newest manylinux tag taken: Ubuntu 22.04's glibc (RunPod's CUDA images)
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _lock_entries(path: Path) -> dict[str, tuple[str, set[str]]]:
+    """name -> (version, the names/files it is there for), from one lock file."""
+    entries: dict[str, tuple[str, set[str]]] = {}
+    current = None
+    for line in path.read_text().splitlines():
+        found = _PIN.match(line)
+        if found:
+            current = normalise(found.group(1))
+            entries[current] = (found.group(2), set())
+            continue
+        stripped = line.strip()
+        if current and stripped.startswith("#"):
+            words = stripped.lstrip("#").strip().removeprefix("via").strip()
+            if words:
+                entries[current][1].add(words if words.startswith(("-r", "-c")) else normalise(words))
+        elif stripped and not stripped.startswith("--hash"):
+            current = None
+    return entries
+
+
+def check_pins(handlers: Path = HANDLERS) -> dict[str, str]:
+    """Every locked package gpu-check needs, name -> version: the union of the workers' locks less what a CUDA torch
+    host provides and what only that pulls in. Fails on two versions of one name (the locks share constraints)."""
+    versions: dict[str, str] = {}
+    wanted_by: dict[str, set[str]] = {}
+    for path in sorted(handlers.glob("*/requirements*.lock")):
+        for name, (version, via) in _lock_entries(path).items():
+            if versions.setdefault(name, version) != version:
+                raise SystemExit(f"{path}: {name}=={version}, another lock has {versions[name]}")
+            wanted_by.setdefault(name, set()).update(via)
+    dropped = {name for name in versions if HOST_PROVIDED.match(name)}
+    changed = True
+    while changed:  # what only dropped packages need is dropped too
+        changed = False
+        for name, via in wanted_by.items():
+            if name not in dropped and via and via <= dropped:
+                dropped.add(name)
+                changed = True
+    return {name: version for name, version in sorted(versions.items()) if name not in dropped}
+
+
+def dev_pins(path: Path = REPO / "requirements-dev.txt") -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        found = _PIN.match(line.strip())
+        if found and normalise(found.group(1)) in CHECK_EXTRAS:
+            pins[normalise(found.group(1))] = found.group(2)
+    return pins
+
+
+def git_requirements(handlers: Path = HANDLERS) -> dict[str, tuple[str, str]]:
+    """Packages PyPI lacks: name -> (version, archive URL), from handlers/*/requirements-git.txt."""
+    found = {}
+    for path in sorted(handlers.glob("*/requirements-git.txt")):
+        for line in path.read_text().splitlines():
+            match = re.match(r"^([A-Za-z0-9._-]+)==(\S+)\s*@\s*(\S+)", line.strip())
+            if match:
+                found[normalise(match.group(1))] = (match.group(2), match.group(3))
+    return found
+
+
+def platform_args(python_version: str) -> list[str]:
+    major, minor = python_version.split(".")[:2]
+    platforms = [f"manylinux_2_{n}_x86_64" for n in range(GLIBC[1], 16, -1)]
+    platforms += ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"]
+    args = ["--only-binary=:all:", "--python-version", f"{major}.{minor}", "--implementation", "cp"]
+    args += ["--abi", f"cp{major}{minor}"]
+    for platform in platforms:
+        args += ["--platform", platform]
+    return args
+
+
+def download_commands(dest: Path, python_version: str, requirements: Path, extras: Path, constraints: Path) -> list:
+    """The two `pip download` commands: the locked packages exactly (--no-deps), then pytest and onnx with their
+    dependencies held to the same pins (-c)."""
+    pip = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--dest", str(dest)]
+    platform = platform_args(python_version)
+    return [
+        [*pip, "--no-deps", *platform, "-r", str(requirements)],
+        [*pip, *platform, "-c", str(constraints), "-r", str(extras)],
+    ]
+
+
+def _size(folder: Path) -> tuple[int, list[tuple[int, str]]]:
+    files = [(path.stat().st_size, path.name) for path in folder.iterdir() if path.is_file()]
+    return sum(size for size, _ in files), sorted(files, reverse=True)
+
+
+def wheelhouse(
+    dest: Path, python_version: str, local_wheels: Path | None, only: set[str] | None, exclude: set[str] = frozenset()
+) -> int:
+    dest.mkdir(parents=True, exist_ok=True)
+    pins = {name: version for name, version in check_pins().items() if name not in exclude}
+    extras = dev_pins()
+    if only is not None:
+        pins = {name: version for name, version in pins.items() if name in only}
+        extras = {name: version for name, version in extras.items() if name in only}
+    with tempfile.TemporaryDirectory() as scratch:
+        requirements, extra_file, constraints = (Path(scratch) / name for name in ("pins", "extras", "constraints"))
+        requirements.write_text("".join(f"{name}=={version}\n" for name, version in pins.items()))
+        extra_file.write_text("".join(f"{name}=={version}\n" for name, version in extras.items()))
+        constraints.write_text(requirements.read_text())
+        commands = download_commands(dest, python_version, requirements, extra_file, constraints)
+        if pins:
+            _download_exact(commands[0], requirements, dest)
+        if extras:
+            subprocess.run(commands[1], check=True)
+    for name, (version, url) in git_requirements().items():
+        if only is not None and name not in only:
+            continue
+        local = sorted((local_wheels or Path("/nonexistent")).glob(f"{name}-{version}-*.whl"))
+        if local:
+            shutil.copy2(local[-1], dest)
+            print(f"{name}=={version}: from {local[-1]}")
+        else:  # a pure-Python archive: its wheel fits every Python 3
+            subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(dest), url], check=True)
+    total, files = _size(dest)
+    print(f"wheelhouse {dest}: {len(files)} files, {total / 1e6:.1f} MB for Python {python_version}")
+    for size, name in files[:8]:
+        print(f"  {size / 1e6:7.1f} MB  {name}")
+    if total > 50e6:
+        print(f"over 50 MB: the largest above dominate ({sum(s for s, _ in files[:5]) / total:.0%} in five files)")
+    return 0
+
+
+def _download_exact(command: list[str], requirements: Path, dest: Path) -> None:
+    """pip download; a pin published only as a source archive is built into a wheel here (pure Python), once."""
+    built: set[str] = set()
+    while True:
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode == 0:
+            return
+        missing = re.search(r"No matching distribution found for ([A-Za-z0-9._-]+)==(\S+)", done.stderr)
+        if not missing or normalise(missing.group(1)) in built:
+            sys.stderr.write(done.stdout[-3000:] + done.stderr[-3000:])
+            raise SystemExit(f"pip download failed ({done.returncode})")
+        name, version = missing.groups()
+        built.add(normalise(name))
+        print(f"{name}=={version}: no wheel for that Python on PyPI; building it from its source archive")
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(dest), f"{name}=={version}"], check=True
+        )
+        remaining = [
+            line for line in requirements.read_text().splitlines() if normalise(line.split("==")[0]) not in built
+        ]
+        requirements.write_text("".join(line + "\n" for line in remaining))
+
+
+# ---------------------------------------------------------------- the venv on the host's torch
+
+_PROBE = """
+import json, sys
+from importlib import metadata
+wanted = json.loads(sys.argv[1])
+missing = {}
+for name, version in wanted.items():
+    try:
+        have = metadata.version(name)
+    except metadata.PackageNotFoundError:
+        have = None
+    if have is None or have.split("+")[0] != version:
+        missing[name] = version
+print(json.dumps(missing))
+"""
+
+
+def missing_pins(python: str, pins: dict[str, str]) -> dict[str, str]:
+    """The pins `python` does not already satisfy at their exact version."""
+    done = subprocess.run([python, "-c", _PROBE, json.dumps(pins)], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def torch_facts(python: str) -> dict | None:
+    probe = "import json, torch; print(json.dumps({'version': torch.__version__, 'cuda': torch.version.cuda}))"
+    done = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=False)
+    return json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 and done.stdout.strip() else None
+
+
+def torch_pin() -> str | None:
+    for line in (REPO / "shared" / "constraints.txt").read_text().splitlines():
+        if line.startswith("torch=="):
+            return line.split("==", 1)[1].strip()
+    return None
+
+
+def install_command(python: str, names: dict[str, str], wheelhouse: Path | None, no_deps: bool) -> list[str]:
+    command = [python, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    if no_deps:
+        command.append("--no-deps")
+    if wheelhouse is not None:
+        command += ["--no-index", "--find-links", str(wheelhouse)]
+    return command + [f"{name}=={version}" for name, version in names.items()]
+
+
+def prepare_venv(venv: Path, wheelhouse: Path | None, only: set[str] | None = None) -> Path:
+    """A venv on this python that sees its site-packages (the host's torch), with the pinned packages it lacks."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    facts = torch_facts(str(python))
+    pin = torch_pin()
+    if facts:
+        note = "" if facts["version"].split("+")[0] == pin else f"; WARNING: differs from the pin torch=={pin}"
+        print(f"host torch {facts['version']} (CUDA {facts['cuda']}){note}", file=sys.stderr)
+    pins, extras = check_pins(), dev_pins()
+    git = {name: version for name, (version, _) in git_requirements().items()}
+    if only is not None:
+        pins = {name: version for name, version in pins.items() if name in only}
+        extras = {name: version for name, version in extras.items() if name in only}
+        git = {name: version for name, version in git.items() if name in only}
+    missing = missing_pins(str(python), pins | git)
+    if missing:
+        print(f"installing {len(missing)} missing package(s) of {len(pins) + len(git)}", file=sys.stderr)
+        if wheelhouse is None:  # from PyPI; the packages PyPI lacks come from their archives
+            urls = git_requirements()
+            index = {name: version for name, version in missing.items() if name not in urls}
+            subprocess.run(install_command(str(python), index, None, no_deps=True), check=True)
+            for name in set(missing) & set(urls):
+                subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", urls[name][1]], check=True)
+        else:
+            held = {normalise(path.name.split("-")[0]) for path in wheelhouse.glob("*.whl")}
+            absent = sorted(set(missing) - held)
+            if absent:  # left out of it (--exclude): the parts that need them fail, and say why
+                print(f"not in the wheelhouse, not installed: {', '.join(absent)}", file=sys.stderr)
+            present = {name: version for name, version in missing.items() if name in held}
+            if present:
+                subprocess.run(install_command(str(python), present, wheelhouse, no_deps=True), check=True)
+        if "torchaudio" in missing:  # built against another torch: only its pure-Python parts are used
+            for library in venv.glob("lib/python*/site-packages/torchaudio/lib/*.so"):
+                library.unlink()
+    extras_missing = missing_pins(str(python), extras)
+    if extras_missing:
+        subprocess.run(install_command(str(python), extras_missing, wheelhouse, no_deps=False), check=True)
+    return python
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("has-cuda-torch", help="exit 0 when this python imports a CUDA build of torch")
+    venv = commands.add_parser("venv", help="the venv on this python's torch; prints its python")
+    venv.add_argument("--venv", type=Path, default=REPO / ".cache" / "venv-gpu-check")
+    venv.add_argument("--wheelhouse", type=Path, default=None)
+    venv.add_argument("--only", default=None, help="comma-separated names: install only these (tests)")
+    house = commands.add_parser("wheelhouse", help="download what gpu-check needs, torch and CUDA excepted")
+    house.add_argument("--dest", type=Path, required=True)
+    house.add_argument("--python-version", default="3.12")
+    house.add_argument("--local-wheels", type=Path, default=None, help="where wheels of packages PyPI lacks are")
+    house.add_argument("--only", default=None, help="comma-separated names: download only these (tests)")
+    house.add_argument(
+        "--exclude", default="", help="comma-separated names to leave out (e.g. onnxruntime-gpu: 256 MB)"
+    )
+    args = parser.parse_args(argv)
+    only = {normalise(name) for name in args.only.split(",")} if getattr(args, "only", None) else None
+    if args.command == "has-cuda-torch":
+        facts = torch_facts(sys.executable)
+        return 0 if facts and facts["cuda"] else 1
+    if args.command == "venv":
+        print(prepare_venv(args.venv.resolve(), args.wheelhouse.resolve() if args.wheelhouse else None, only))
+        return 0
+    local = args.local_wheels.resolve() if args.local_wheels else None
+    exclude = {normalise(name) for name in args.exclude.split(",") if name}
+    return wheelhouse(args.dest.resolve(), args.python_version, local, only, exclude)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
