@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         print(_decode(vae_folder, args.mode == "tiled", args.seconds, args.device))
         return 0
     if not vae_folder.is_dir():
-        from scripts.build_tiny_models import build
+        from handlers.ace_step.fixtures import build_ace_step
 
-        build(args.volume, "ace_step", "bench")
+        build_ace_step(vae_folder.parent, "bench")
     for mode in ("tiled", "whole"):
         command = [sys.executable, "-m", "handlers.ace_step.decode_memory", "--mode", mode]
         command += ["--seconds", str(args.seconds), "--volume", str(args.volume), "--device", args.device]
