@@ -125,8 +125,9 @@ def test_concurrent_jobs_each_equal_the_same_request_run_alone(start_on_platform
     for job, one, other in zip(together, posted, alone, strict=True):
         for concurrent, single in zip(_audio(one, handle), _audio(other, handle), strict=True):
             assert concurrent.shape == single.shape
-            # The same tokens; the codec's convolutions may round one step apart at another batch size.
-            assert np.abs(concurrent - single).max() <= 2 * LSB, job
+            # The same tokens; the codec's convolutions may round one step apart at another batch size. A tiny
+            # random model may end its audio at once (Higgs' seed 14 does): nothing to compare then but the shape.
+            assert np.abs(concurrent - single).max(initial=0.0) <= 2 * LSB, job
         assert "batch" not in other.body["output"]
     batches = [one.body["output"].get("batch") for one in posted]
     outputs = 4 * case.output_count
