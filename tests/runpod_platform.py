@@ -62,6 +62,10 @@ class PlatformState:
     cancelled: set[str] = field(default_factory=set)
     streamed: dict[str, int] = field(default_factory=dict)  # items a client has read per job
     sync_window_s: float = 5.0
+    # While holding, a posted result is kept aside and the job still reads IN_PROGRESS with its last progress:
+    # a result that reaches clients late, so a test can see progress without racing a fast job.
+    holding: bool = False
+    held: dict[str, Posted] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def client_view(self, job_id: str) -> dict[str, Any]:
@@ -189,6 +193,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.state.stream.setdefault(job_id, []).append(posted)
             elif posted.body.get("status") == "IN_PROGRESS":
                 self.state.progress.setdefault(job_id, []).append(posted)
+            elif self.state.holding:
+                self.state.held[job_id] = posted
             else:
                 self.state.results[job_id] = posted
         self.send_response(200)
@@ -244,6 +250,16 @@ class RunPodPlatform:
     def stop(self, job_id: str) -> None:
         """What /cancel or an expired execution timeout does: the job's id on the stop channel."""
         self.state.stops.put(job_id)
+
+    def hold_results(self) -> None:
+        with self.state.lock:
+            self.state.holding = True
+
+    def release_results(self) -> None:
+        with self.state.lock:
+            self.state.holding = False
+            self.state.results.update(self.state.held)
+            self.state.held.clear()
 
     def result(self, job_id: str, timeout: float = 180) -> Posted:
         deadline = time.monotonic() + timeout

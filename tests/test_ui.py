@@ -295,7 +295,13 @@ def test_on_runpod_progress_arrives_and_cancel_stops_the_job(start_on_platform, 
         assert "RunPod endpoint" in page.inner_text("#target")
         field(page, "duration").fill("35")  # two model windows: progress within and across them
         record_progress(page)
+        # The result reaches the page only once it has shown progress: a fast job must not finish between polls.
+        platform.hold_results()
         page.click("#submit")
+        page.wait_for_function(
+            "() => window.progressSeen.some((item) => item.stage === 'generating' && item.fraction)", timeout=900_000
+        )
+        platform.release_results()
         assert wait_done(page) == "COMPLETED", page.inner_text("#job-error")
         seen = page.evaluate("window.progressSeen")
         fractions = [float(item["fraction"]) for item in seen if item["stage"] == "generating" and item["fraction"]]
