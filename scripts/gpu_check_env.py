@@ -23,6 +23,7 @@ import argparse
 import json
 import re
 import shutil
+import site
 import subprocess
 import sys
 import tempfile
@@ -236,11 +237,36 @@ def install_command(python: str, names: dict[str, str], wheelhouse: Path | None,
     return command + [f"{name}=={version}" for name, version in names.items()]
 
 
-def prepare_venv(venv: Path, wheelhouse: Path | None, only: set[str] | None = None) -> Path:
-    """A venv on this python that sees its site-packages (the host's torch), with the pinned packages it lacks."""
+HOST_SITE_PTH = "_gpu_check_host_site.pth"
+
+
+def create_venv(venv: Path) -> Path:
+    """A venv that sees this python's packages. `--system-site-packages` shows the base interpreter's only: when
+    this python is itself a venv (a pod image's /opt/.../.venv/bin/python3 holding torch), its site-packages
+    would be hidden, so a .pth in the new venv adds them after the venv's own (what is installed there wins).
+    Without ensurepip (Debian's python3 lacks python3-venv), the venv has no pip of its own and uses the host's."""
     python = venv / "bin" / "python"
     if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+        command = [sys.executable, "-m", "venv", "--system-site-packages", str(venv)]
+        if subprocess.run(command, capture_output=True, text=True, check=False).returncode != 0:
+            shutil.rmtree(venv, ignore_errors=True)
+            subprocess.run([*command, "--without-pip"], check=True)
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    host = [*site.getsitepackages(), *([site.getusersitepackages()] if site.ENABLE_USER_SITE else [])]
+    host = [path for path in dict.fromkeys(host) if Path(path).is_dir()]
+    lines = "".join(f"import site; site.addsitedir({path!r})\n" for path in host)
+    (Path(purelib) / HOST_SITE_PTH).write_text(lines)
+    return python
+
+
+def prepare_venv(venv: Path, wheelhouse: Path | None, only: set[str] | None = None) -> Path:
+    """A venv on this python that sees its site-packages (the host's torch), with the pinned packages it lacks."""
+    python = create_venv(venv)
     facts = torch_facts(str(python))
     pin = torch_pin()
     if facts:

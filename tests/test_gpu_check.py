@@ -1,8 +1,8 @@
 """make gpu-check (scripts/gpu_check.py) and its environment (scripts/gpu_check_env.py).
 
 On this CPU machine the command runs end to end on a tiny model (DEVICE=cpu, every figure labelled CPU); the parts'
-subprocess handling is checked with real processes that hang and fail; the wheelhouse is built from PyPI for this
-Python (a small subset: the whole one is hundreds of MB) and installed from with pip --no-index.
+subprocess handling is checked with real processes that hang and fail; and the offline path runs whole: the wheelhouse
+for this Python from PyPI, then, with the network off, the check's venv on a host venv's own torch, and the check.
 """
 
 from __future__ import annotations
@@ -295,63 +295,73 @@ def test_only_the_pins_the_host_lacks_are_installed():
     assert gpu_check_env.torch_pin() == gpu_check._pins(REPO / "shared" / "constraints.txt")["torch"]
 
 
-@pytest.mark.integration
-def test_a_wheelhouse_for_this_python_installs_with_no_index(tmp_path):
-    """From PyPI for this Python (one small locked package: the whole set is hundreds of MB, `make wheelhouse`),
-    then into a venv that sees this Python's packages, with pip --no-index."""
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    house = tmp_path / "wheels"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "scripts/gpu_check_env.py",
-            "wheelhouse",
-            "--dest",
-            str(house),
-            "--python-version",
-            version,
-            "--only",
-            "loguru",
-        ],  # fmt: skip
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    pin = gpu_check_env.check_pins()["loguru"]
-    assert [path.name for path in house.iterdir()] == [f"loguru-{pin}-py3-none-any.whl"]
-    assert "MB for Python" in done.stdout
+def _offline(command: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The command with the network off: in a network namespace of its own (only loopback) where `unshare -rn`
+    works, else with pip told there is no index and every proxy pointed at a closed port."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("PIP_")}
-    venv = tmp_path / "venv"
-    installed = subprocess.run(
-        [
-            sys.executable,
-            "scripts/gpu_check_env.py",
-            "venv",
-            "--venv",
-            str(venv),
-            "--wheelhouse",
-            str(house),
-            "--only",
-            "loguru",
-        ],  # fmt: skip
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env | {"PIP_NO_INDEX": "1"},
-    )
-    assert installed.returncode == 0, installed.stderr[-2000:]
-    python = installed.stdout.strip().splitlines()[-1]
+    if subprocess.run(["unshare", "-rn", "true"], capture_output=True, check=False).returncode == 0:
+        return ["unshare", "-rn", *command], env
+    dead = "http://127.0.0.1:9"
+    return command, env | {"PIP_NO_INDEX": "1", "HTTP_PROXY": dead, "HTTPS_PROXY": dead, "NO_PROXY": ""}
+
+
+@pytest.mark.integration
+def test_offline_the_check_installs_from_a_wheelhouse_on_the_hosts_own_torch_and_runs(tmp_path):
+    """Issue 30's offline path, whole, for this Python: `make wheelhouse` downloads everything the check needs
+    but torch and the CUDA libraries (PyPI); a host python that is itself a venv holding only torch (as a pod
+    image's /opt/.../.venv/bin/python3 is) builds the check's venv from the wheelhouse alone with the network off,
+    torch is the host's (not installed again), and the check then runs end to end offline."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    house, host, check = tmp_path / "wheels", tmp_path / "host", tmp_path / "check"
+    command = [sys.executable, "scripts/gpu_check_env.py", "wheelhouse", "--dest", str(house)]
+    command += ["--python-version", version]
+    if (local := REPO.parent / "shared" / "wheels").is_dir():
+        command += ["--local-wheels", str(local)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"MB for Python {version}" in done.stdout
+    held = {path.name.split("-")[0].lower().replace("_", "-") for path in house.glob("*.whl")}
+    assert not {name for name in held if gpu_check_env.HOST_PROVIDED.match(name)}  # no torch, no CUDA
+    assert {"transformers", "onnxruntime-gpu", "pytest", "onnx"} <= held
+
+    subprocess.run([sys.executable, "-m", "venv", str(host)], check=True, timeout=300)
+    torch_pin = gpu_check_env.torch_pin()
+    wheels = {"PIP_FIND_LINKS": "/opt/wheels"} if Path("/opt/wheels").is_dir() else {}  # as the Makefile does
+    install = [host / "bin" / "python", "-m", "pip", "install", "-q", f"torch=={torch_pin}"]
+    subprocess.run(install, check=True, timeout=900, env=wheels | os.environ)
+
+    command, env = _offline([str(host / "bin" / "python"), "scripts/gpu_check_env.py", "venv", "--venv", str(check)])
+    done = subprocess.run([*command, "--wheelhouse", str(house)], cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    python = done.stdout.strip().splitlines()[-1]
+    assert python == str(check / "bin" / "python")
+    assert f"host torch {torch_pin}" in done.stderr and "installing" in done.stderr
+    assert not list(check.glob("lib/python*/site-packages/torch")), "torch was installed again"
     where = subprocess.run(
-        [python, "-c", "import loguru, sys; print(loguru.__file__); print(sys.flags.no_site)"],
+        [python, "-c", "import torch, transformers; print(torch.__file__); print(transformers.__file__)"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.split()
-    assert where[0].startswith(str(venv))
-    assert (venv / "pyvenv.cfg").read_text().count("include-system-site-packages = true") == 1
+    assert where[0].startswith(str(host)) and where[1].startswith(str(check))
+    assert gpu_check_env.missing_pins(python, gpu_check_env.check_pins()) == {}
+
+    out = tmp_path / "report"
+    command, env = _offline([python, "scripts/gpu_check.py", "--workers", f"{BATCHING_WORKER},{ONNX_WORKER}"])
+    command += ["--device", "cpu", "--out", str(out), "--volume", str(tmp_path / "volume")]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["host"]["torch_file"].startswith(str(host)) and report["host"]["torch_matches_pin"]
+    assert report["host"]["executable"] == python
+    failed = [part for part in report["parts"] if part["status"] not in ("ok", "skipped")]
+    assert not failed, failed
+    for worker in (BATCHING_WORKER, ONNX_WORKER):
+        assert {part["part"] for part in report["parts"] if part["worker"] == worker and part["status"] == "ok"} >= {
+            "build",
+            "measure",
+            "tests",
+        }
 
 
 @pytest.mark.unit
