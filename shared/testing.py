@@ -7,7 +7,8 @@ saved in the real layout) and `CONTRACT` (what the shared contract suite runs); 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,3 +79,16 @@ def byte_level_bpe_tokenizer(special_tokens: tuple[str, ...], bos: str | None, e
     tokenizer.add_special_tokens({"additional_special_tokens": list(special_tokens)})
     tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token = bos, eos, pad
     return tokenizer
+
+
+@contextmanager
+def default_dtype(dtype: Any) -> Iterator[None]:
+    """Modules built inside are created in `dtype` (a full-size random model in bfloat16: half the memory)."""
+    import torch
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)

@@ -1,26 +1,110 @@
-"""Tiny and bench-size ACE-Step 1.5 pipelines (random weights, real architecture, diffusers' layout) and the
-worker's contract case."""
+"""Tiny, bench and full-size ACE-Step 1.5 pipelines (random weights, real architecture, diffusers' layout) and
+the worker's contract case."""
 
 from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import Any
 
+import torch
 from transformers import Qwen3Config, Qwen3Model
 
-from shared.testing import ContractCase, TinyModel, byte_level_bpe_tokenizer
+from shared.testing import ContractCase, TinyModel, byte_level_bpe_tokenizer, default_dtype
 
 # ACE-Step 1.5's audio side as published: AutoencoderOobleck, 48 kHz stereo, downsampling 2*4*4*6*10 =
 # 1920 (25 latent frames/s), 64-dim latents (the encoder's output is 2 x 64: mean and scale).
 _ACE_SIZES = {"tiny": (32, 2, 8), "bench": (512, 8, 64)}  # DiT/text hidden, layers, VAE decoder channels
 
+# The full size: ACE-Step/acestep-v15-base's published architecture (the default checkpoint, 2B), for
+# scripts/gpu_check.py's GPU figures; random weights. Sources:
+# - the DiT (transformer/), condition encoder and audio tokenizer pair: diffusers' class defaults
+#   (AceStepTransformer1DModel, AceStepConditionEncoder, AceStepAudioTokenizer, AceStepAudioTokenDetokenizer in
+#   diffusers 0.42.1, read with inspect.signature), which are ACE-Step's AceStepConfig defaults and what diffusers'
+#   convert_ace_step_to_diffusers.py carries over from a 2B config.json (hidden 2048, 24 layers: the record
+#   tests/published/ACE-Step--acestep-v15-base.json). Spelled out here so that a change of defaults cannot change
+#   the model. Their parameters (2,393,872,518) are the published 2B DiT file's bytes / 2 (bfloat16): 4,787,825,604
+#   bytes, acestep-v15-turbo/model.safetensors in ACE-Step--Ace-Step1.5.json (the base's size is not recorded;
+#   every 2B variant's DiT file holds the same four parts), to within its header.
+# - the text encoder: Qwen3-Embedding-0.6B's published config.json (Qwen3Model, vocabulary 151669, 28 layers,
+#   1024 wide); 595,776,512 parameters = its model.safetensors (1,191,586,416 bytes, bfloat16) / 2.
+# - the VAE: ACE-Step/Ace-Step1.5 vae/config.json as third-party pinned copies quote it; 168,695,426 parameters =
+#   its diffusion_pytorch_model.safetensors (337,431,388 bytes) / 2, so it is published at 2 bytes a parameter.
+# The worker loads every part in its own dtype (bfloat16 on a GPU, float32 on a CPU), so all are saved in
+# bfloat16 (~6.3 GB, as published) and built in it (the modules are constructed under a bfloat16 default dtype:
+# ~6.3 GB of memory, not 12.6).
+_FULL_ATTENTION = {
+    "num_attention_heads": 16,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "sliding_window": 128,
+    "rope_theta": 1_000_000.0,
+}
+FULL_ACE_STEP: dict[str, dict[str, Any]] = {
+    "transformer": {
+        "hidden_size": 2048,
+        "intermediate_size": 6144,
+        "num_hidden_layers": 24,
+        "in_channels": 192,  # noisy latents, source latents and mask, 64 each
+        "audio_acoustic_hidden_dim": 64,
+        "patch_size": 2,
+        "encoder_hidden_size": 2048,  # the condition encoder's width: the DiT's own (XL's DiT is wider)
+        **_FULL_ATTENTION,
+    },
+    "condition_encoder": {
+        "hidden_size": 2048,
+        "intermediate_size": 6144,
+        "text_hidden_dim": 1024,  # Qwen3-Embedding-0.6B's width
+        "timbre_hidden_dim": 64,
+        "num_lyric_encoder_hidden_layers": 8,
+        "num_timbre_encoder_hidden_layers": 4,
+        **_FULL_ATTENTION,
+    },
+    # AceStepAudioTokenizer and AceStepAudioTokenDetokenizer (the tokenizer adds fsq_dim 2048).
+    "audio_codes": {
+        "hidden_size": 2048,
+        "intermediate_size": 6144,
+        "audio_acoustic_hidden_dim": 64,
+        "pool_window_size": 5,
+        "num_attention_pooler_hidden_layers": 2,
+        **_FULL_ATTENTION,
+    },
+    "text_encoder": {
+        "vocab_size": 151669,
+        "hidden_size": 1024,
+        "intermediate_size": 3072,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "max_position_embeddings": 32768,
+        "rope_theta": 1_000_000,
+        "rms_norm_eps": 1e-6,
+        "tie_word_embeddings": True,
+    },
+    "vae": {
+        "encoder_hidden_size": 128,
+        "downsampling_ratios": [2, 4, 4, 6, 10],
+        "channel_multiples": [1, 2, 4, 8, 16],
+        "decoder_channels": 128,
+        "decoder_input_channels": 64,
+        "audio_channels": 2,
+        "sampling_rate": 48000,
+    },
+}
+FULL_FSQ_DIM = 2048
 
-def build_ace_step(target: Path, size: str, variant: str = "base", xl: bool = False) -> None:
-    """The diffusers layout: model_index.json + vae/, text_encoder/, tokenizer/, transformer/,
-    condition_encoder/, scheduler/, saved by AceStepPipeline.save_pretrained. `variant` is written where the
-    published checkpoints keep it (the transformer's is_turbo and model_version); `xl` gives the XL
-    structure: a DiT wider than the condition encoder (2560 over 2048 published; 1.5x here), projected up."""
-    from diffusers import AceStepPipeline, AutoencoderOobleck, FlowMatchEulerDiscreteScheduler
+
+def _tokenizer() -> Any:
+    return byte_level_bpe_tokenizer(
+        ("<|endoftext|>", "<|im_start|>", "<|im_end|>"), bos=None, eos="<|endoftext|>", pad="<|endoftext|>"
+    )
+
+
+def _full_components(variant: str) -> dict[str, Any]:
+    """The full size's modules (FULL_ACE_STEP), constructed in bfloat16 on the current default device (pass
+    `torch.device("meta")` to build none of the weights)."""
+    from diffusers import AutoencoderOobleck
     from diffusers.models.transformers.ace_step_transformer import AceStepTransformer1DModel
     from diffusers.pipelines.ace_step.modeling_ace_step import (
         AceStepAudioTokenDetokenizer,
@@ -28,15 +112,48 @@ def build_ace_step(target: Path, size: str, variant: str = "base", xl: bool = Fa
         AceStepConditionEncoder,
     )
 
+    full = FULL_ACE_STEP
+    with default_dtype(torch.bfloat16):
+        components: dict[str, Any] = {
+            # Qwen3-Embedding-0.6B's published shape; its tokenizer stays the small byte-level one (every id it
+            # makes is < 300, inside the 151669-row embedding): the worker only tokenizes captions and lyrics.
+            "text_encoder": Qwen3Model(Qwen3Config(**full["text_encoder"])),
+            "vae": AutoencoderOobleck(**full["vae"]),
+            "transformer": AceStepTransformer1DModel(
+                **full["transformer"], is_turbo=variant == "turbo", model_version=variant
+            ),
+            "condition_encoder": AceStepConditionEncoder(**full["condition_encoder"]),
+        }
+        with_codes = variant != "turbo"  # as below: the turbo's diffusers layout has no audio tokenizer pair
+        codes = full["audio_codes"]
+        components["audio_tokenizer"] = AceStepAudioTokenizer(fsq_dim=FULL_FSQ_DIM, **codes) if with_codes else None
+        components["audio_token_detokenizer"] = AceStepAudioTokenDetokenizer(**codes) if with_codes else None
+    return components
+
+
+def ace_step_components(size: str, variant: str = "base", xl: bool = False) -> dict[str, Any]:
+    """AceStepPipeline's components at one size (tiny, bench, or full: the published 2B architecture, in
+    bfloat16), without writing anything; built on the current default device."""
+    from diffusers import AutoencoderOobleck, FlowMatchEulerDiscreteScheduler
+    from diffusers.models.transformers.ace_step_transformer import AceStepTransformer1DModel
+    from diffusers.pipelines.ace_step.modeling_ace_step import (
+        AceStepAudioTokenDetokenizer,
+        AceStepAudioTokenizer,
+        AceStepConditionEncoder,
+    )
+
+    tokenizer = _tokenizer()
+    scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1, shift=1.0)
+    if size == "full":
+        if xl:
+            raise ValueError("the full size is the 2B architecture (the default checkpoint's); XL has tiny and bench")
+        return {**_full_components(variant), "tokenizer": tokenizer, "scheduler": scheduler}
     hidden, layers, decoder_channels = _ACE_SIZES[size]
     heads = hidden // 8
     attention = {"num_attention_heads": heads, "num_key_value_heads": heads // 2, "head_dim": 8, "sliding_window": 16}
     dit_hidden = hidden * 3 // 2 if xl else hidden
     dit_heads = dit_hidden // 8
     dit_attention = attention | {"num_attention_heads": dit_heads, "num_key_value_heads": dit_heads // 2}
-    tokenizer = byte_level_bpe_tokenizer(
-        ("<|endoftext|>", "<|im_start|>", "<|im_end|>"), bos=None, eos="<|endoftext|>", pad="<|endoftext|>"
-    )
     text_encoder = Qwen3Model(
         Qwen3Config(
             vocab_size=len(tokenizer),
@@ -84,16 +201,28 @@ def build_ace_step(target: Path, size: str, variant: str = "base", xl: bool = Fa
     codes = {"hidden_size": hidden, "intermediate_size": 2 * hidden, "audio_acoustic_hidden_dim": 64}
     codes |= {"pool_window_size": 5, "num_attention_pooler_hidden_layers": 1, **attention}
     with_codes = variant != "turbo"
-    pipeline = AceStepPipeline(
-        audio_tokenizer=AceStepAudioTokenizer(fsq_dim=hidden, **codes) if with_codes else None,
-        audio_token_detokenizer=AceStepAudioTokenDetokenizer(**codes) if with_codes else None,
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        transformer=transformer,
-        condition_encoder=condition_encoder,
-        scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1, shift=1.0),
-    )
+    return {
+        "audio_tokenizer": AceStepAudioTokenizer(fsq_dim=hidden, **codes) if with_codes else None,
+        "audio_token_detokenizer": AceStepAudioTokenDetokenizer(**codes) if with_codes else None,
+        "vae": vae,
+        "text_encoder": text_encoder,
+        "tokenizer": tokenizer,
+        "transformer": transformer,
+        "condition_encoder": condition_encoder,
+        "scheduler": scheduler,
+    }
+
+
+def build_ace_step(target: Path, size: str, variant: str = "base", xl: bool = False) -> None:
+    """The diffusers layout: model_index.json + vae/, text_encoder/, tokenizer/, transformer/,
+    condition_encoder/, scheduler/, saved by AceStepPipeline.save_pretrained. `variant` is written where the
+    published checkpoints keep it (the transformer's is_turbo and model_version); `xl` gives the XL
+    structure: a DiT wider than the condition encoder (2560 over 2048 published; 1.5x here), projected up.
+    `size` full: ACE-Step/acestep-v15-base's published architecture in bfloat16 (FULL_ACE_STEP): 6.32 GB written,
+    each file the size of its published counterpart; measured on a 2-core CPU: 50 s, peak RSS 6.6 GiB."""
+    from diffusers import AceStepPipeline
+
+    pipeline = AceStepPipeline(**ace_step_components(size, variant, xl))
     pipeline.save_pretrained(target)
 
 
@@ -116,6 +245,9 @@ TINY_MODELS = (
         published=("ACE-Step/acestep-v15-xl-base-diffusers",),
     ),
 )
+
+# scripts/gpu_check.py: the size it measures on a GPU (the default checkpoint's published architecture).
+GPU_CHECK = {"size": "full", "architecture": "ACE-Step/acestep-v15-base"}
 
 CONTRACT = ContractCase(
     job_input={"caption": "lo-fi hip hop, rhodes", "audio_duration": 1.0, "steps": 2, "batch_size": 2},
