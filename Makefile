@@ -159,11 +159,13 @@ gpu-check: ## gpu-check [WORKERS= OUT= VOLUME_ROOT= DEVICE= SKIP= WHEELHOUSE=]: 
 		$(if $(VOLUME_ROOT),--volume-root "$(VOLUME_ROOT)") $(if $(SKIP),--skip $(SKIP)) $(if $(BUDGET),--budget $(BUDGET))
 
 # On a networked machine, for a GPU host without network: `make wheelhouse PYTHON_VERSION=3.12 WHEELHOUSE=dir`, then
-# copy dir there and `make gpu-check WHEELHOUSE=dir`. No torch, no CUDA libraries (the host's are used).
-wheelhouse: ## wheelhouse WHEELHOUSE=<dir> [PYTHON_VERSION=3.12]: download what gpu-check needs beside torch (PyPI)
+# copy dir there and `make gpu-check WHEELHOUSE=dir`. No torch, no CUDA libraries (the host's are used), and with
+# HOST_PACKAGES=<the host's `pip freeze` in a file> nothing else the host ships either (its versions are used).
+wheelhouse: ## wheelhouse WHEELHOUSE=<dir> [PYTHON_VERSION=3.12 HOST_PACKAGES=freeze.txt]: what gpu-check needs beside torch
 	$(if $(WHEELHOUSE),,$(error name the folder: make wheelhouse WHEELHOUSE=<dir> [PYTHON_VERSION=3.12]))
 	$(PYTHON) scripts/gpu_check_env.py wheelhouse --dest "$(WHEELHOUSE)" --python-version $(or $(PYTHON_VERSION),3.12) \
-		$(if $(LOCAL_WHEELS),--local-wheels $(LOCAL_WHEELS)) $(if $(WHEELHOUSE_EXCLUDE),--exclude $(WHEELHOUSE_EXCLUDE))
+		$(if $(LOCAL_WHEELS),--local-wheels $(LOCAL_WHEELS)) $(if $(WHEELHOUSE_EXCLUDE),--exclude $(WHEELHOUSE_EXCLUDE)) \
+		$(if $(HOST_PACKAGES),--host-packages $(HOST_PACKAGES))
 
 clean: ## remove the venv, the tiny volume and local outputs
 	rm -rf $(VENV) .cache/venv-reference-* $(VOLUME) outputs

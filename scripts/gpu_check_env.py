@@ -2,10 +2,11 @@
 
     python3 scripts/gpu_check_env.py has-cuda-torch                # exit 0 when this python imports a CUDA torch
     python3 scripts/gpu_check_env.py venv --venv DIR [--wheelhouse DIR]
-        # a venv on this python with --system-site-packages (the host's torch, its CUDA libraries and whatever
-        # else it carries), installing only the pinned packages it lacks; prints the venv's python last
-    python3 scripts/gpu_check_env.py wheelhouse --dest DIR [--python-version 3.12] [--only NAME,...]
-        # on a networked machine: every wheel gpu-check needs for that Python, but torch and the CUDA libraries
+        # a venv that sees this python's packages (the host's torch, its CUDA libraries and whatever else it
+        # carries), installing only the pinned packages it lacks; prints the venv's python last
+    python3 scripts/gpu_check_env.py wheelhouse --dest DIR [--python-version 3.12] [--host-packages FILE]
+        # on a networked machine: every wheel gpu-check needs for that Python, but torch and the CUDA libraries;
+        # with the host's `pip freeze` in FILE, none of what the host already ships either (its versions are used)
 
 Standard library only: it runs on the host's python before anything is installed. What gpu-check needs is every
 worker's image lock (handlers/*/requirements*.lock: exact pins) less what a CUDA torch host already carries:
@@ -126,20 +127,41 @@ def download_commands(dest: Path, python_version: str, requirements: Path, extra
     ]
 
 
+def wheel_names(folder: Path) -> dict[str, Path]:
+    """The normalised distribution name of each wheel in `folder`."""
+    return {normalise(path.name.split("-")[0]): path for path in folder.glob("*.whl")}
+
+
 def _size(folder: Path) -> tuple[int, list[tuple[int, str]]]:
     files = [(path.stat().st_size, path.name) for path in folder.iterdir() if path.is_file()]
     return sum(size for size, _ in files), sorted(files, reverse=True)
 
 
+def host_packages(path: Path) -> dict[str, str]:
+    """name -> version (or "") from a host's `pip freeze` / `pip list --format=freeze`, or from bare names."""
+    found = {}
+    for line in path.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:==\s*(\S+))?", line.strip())
+        if match and not line.lstrip().startswith(("#", "-")):
+            found[normalise(match.group(1))] = match.group(2) or ""
+    return found
+
+
 def wheelhouse(
-    dest: Path, python_version: str, local_wheels: Path | None, only: set[str] | None, exclude: set[str] = frozenset()
+    dest: Path, python_version: str, local_wheels: Path | None, exclude: set[str], host: dict[str, str]
 ) -> int:
+    """`exclude`: names left out on request; `host`: what the target host ships (left out, its versions used)."""
     dest.mkdir(parents=True, exist_ok=True)
-    pins = {name: version for name, version in check_pins().items() if name not in exclude}
-    extras = dev_pins()
-    if only is not None:
-        pins = {name: version for name, version in pins.items() if name in only}
-        extras = {name: version for name, version in extras.items() if name in only}
+    wanted, extras = check_pins(), dev_pins()
+    pinned = wanted | extras | {name: version for name, (version, _) in git_requirements().items()}
+    shipped = sorted(set(pinned) & set(host))
+    if shipped:
+        differ = [f"{name} {host[name] or '?'} (pin {pinned[name]})" for name in shipped if host[name] != pinned[name]]
+        print(f"left out, the host ships them: {len(shipped)} package(s); at another version there: {len(differ)}")
+        for text in differ:
+            print(f"  {text}")
+    pins = {name: version for name, version in wanted.items() if name not in exclude and name not in host}
+    extras = {name: version for name, version in extras.items() if name not in exclude and name not in host}
     with tempfile.TemporaryDirectory() as scratch:
         requirements, extra_file, constraints = (Path(scratch) / name for name in ("pins", "extras", "constraints"))
         requirements.write_text("".join(f"{name}=={version}\n" for name, version in pins.items()))
@@ -150,8 +172,11 @@ def wheelhouse(
             _download_exact(commands[0], requirements, dest)
         if extras:
             subprocess.run(commands[1], check=True)
+    for name, path in wheel_names(dest).items():  # the extras' own dependencies the host ships
+        if name in host:
+            path.unlink()
     for name, (version, url) in git_requirements().items():
-        if only is not None and name not in only:
+        if name in exclude or name in host:
             continue
         local = sorted((local_wheels or Path("/nonexistent")).glob(f"{name}-{version}-*.whl"))
         if local:
@@ -204,15 +229,20 @@ for name, version in wanted.items():
     except metadata.PackageNotFoundError:
         have = None
     if have is None or have.split("+")[0] != version:
-        missing[name] = version
+        missing[name] = have
 print(json.dumps(missing))
 """
 
 
-def missing_pins(python: str, pins: dict[str, str]) -> dict[str, str]:
-    """The pins `python` does not already satisfy at their exact version."""
+def unmet_pins(python: str, pins: dict[str, str]) -> dict[str, str | None]:
+    """The pins `python` does not satisfy at their exact version: name -> the version it has (None: absent)."""
     done = subprocess.run([python, "-c", _PROBE, json.dumps(pins)], capture_output=True, text=True, check=True)
     return json.loads(done.stdout)
+
+
+def missing_pins(python: str, pins: dict[str, str]) -> dict[str, str]:
+    """The pins `python` does not already satisfy at their exact version, with the version wanted."""
+    return {name: pins[name] for name in unmet_pins(python, pins)}
 
 
 def torch_facts(python: str) -> dict | None:
@@ -264,7 +294,7 @@ def create_venv(venv: Path) -> Path:
     return python
 
 
-def prepare_venv(venv: Path, wheelhouse: Path | None, only: set[str] | None = None) -> Path:
+def prepare_venv(venv: Path, wheelhouse: Path | None) -> Path:
     """A venv on this python that sees its site-packages (the host's torch), with the pinned packages it lacks."""
     python = create_venv(venv)
     facts = torch_facts(str(python))
@@ -274,11 +304,8 @@ def prepare_venv(venv: Path, wheelhouse: Path | None, only: set[str] | None = No
         print(f"host torch {facts['version']} (CUDA {facts['cuda']}){note}", file=sys.stderr)
     pins, extras = check_pins(), dev_pins()
     git = {name: version for name, (version, _) in git_requirements().items()}
-    if only is not None:
-        pins = {name: version for name, version in pins.items() if name in only}
-        extras = {name: version for name, version in extras.items() if name in only}
-        git = {name: version for name, version in git.items() if name in only}
-    missing = missing_pins(str(python), pins | git)
+    unmet = unmet_pins(str(python), pins | git)
+    missing = {name: (pins | git)[name] for name in unmet}
     if missing:
         print(f"installing {len(missing)} missing package(s) of {len(pins) + len(git)}", file=sys.stderr)
         if wheelhouse is None:  # from PyPI; the packages PyPI lacks come from their archives
@@ -288,8 +315,12 @@ def prepare_venv(venv: Path, wheelhouse: Path | None, only: set[str] | None = No
             for name in set(missing) & set(urls):
                 subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", urls[name][1]], check=True)
         else:
-            held = {normalise(path.name.split("-")[0]) for path in wheelhouse.glob("*.whl")}
-            absent = sorted(set(missing) - held)
+            held = set(wheel_names(wheelhouse))
+            hosts = sorted(name for name in set(missing) - held if unmet[name])
+            if hosts:  # left out as the host ships them (--host-packages): the host's version is used
+                versions = ", ".join(f"{name} {unmet[name]} (pin {missing[name]})" for name in hosts)
+                print(f"the host's version, not the pin: {versions}", file=sys.stderr)
+            absent = sorted(name for name in set(missing) - held if not unmet[name])
             if absent:  # left out of it (--exclude): the parts that need them fail, and say why
                 print(f"not in the wheelhouse, not installed: {', '.join(absent)}", file=sys.stderr)
             present = {name: version for name, version in missing.items() if name in held}
@@ -299,6 +330,9 @@ def prepare_venv(venv: Path, wheelhouse: Path | None, only: set[str] | None = No
             for library in venv.glob("lib/python*/site-packages/torchaudio/lib/*.so"):
                 library.unlink()
     extras_missing = missing_pins(str(python), extras)
+    if wheelhouse is not None:  # pytest and onnx with their dependencies; the host's own where it ships them
+        held = wheel_names(wheelhouse)
+        extras_missing = {name: version for name, version in extras_missing.items() if name in held}
     if extras_missing:
         subprocess.run(install_command(str(python), extras_missing, wheelhouse, no_deps=False), check=True)
     return python
@@ -311,26 +345,27 @@ def main(argv: list[str] | None = None) -> int:
     venv = commands.add_parser("venv", help="the venv on this python's torch; prints its python")
     venv.add_argument("--venv", type=Path, default=REPO / ".cache" / "venv-gpu-check")
     venv.add_argument("--wheelhouse", type=Path, default=None)
-    venv.add_argument("--only", default=None, help="comma-separated names: install only these (tests)")
     house = commands.add_parser("wheelhouse", help="download what gpu-check needs, torch and CUDA excepted")
     house.add_argument("--dest", type=Path, required=True)
     house.add_argument("--python-version", default="3.12")
     house.add_argument("--local-wheels", type=Path, default=None, help="where wheels of packages PyPI lacks are")
-    house.add_argument("--only", default=None, help="comma-separated names: download only these (tests)")
+    house.add_argument(
+        "--host-packages", type=Path, default=None, help="the GPU host's `pip freeze`: what it ships is left out"
+    )
     house.add_argument(
         "--exclude", default="", help="comma-separated names to leave out (e.g. onnxruntime-gpu: 256 MB)"
     )
     args = parser.parse_args(argv)
-    only = {normalise(name) for name in args.only.split(",")} if getattr(args, "only", None) else None
     if args.command == "has-cuda-torch":
         facts = torch_facts(sys.executable)
         return 0 if facts and facts["cuda"] else 1
     if args.command == "venv":
-        print(prepare_venv(args.venv.resolve(), args.wheelhouse.resolve() if args.wheelhouse else None, only))
+        print(prepare_venv(args.venv.resolve(), args.wheelhouse.resolve() if args.wheelhouse else None))
         return 0
     local = args.local_wheels.resolve() if args.local_wheels else None
     exclude = {normalise(name) for name in args.exclude.split(",") if name}
-    return wheelhouse(args.dest.resolve(), args.python_version, local, only, exclude)
+    host = host_packages(args.host_packages) if args.host_packages else {}
+    return wheelhouse(args.dest.resolve(), args.python_version, local, exclude, host)
 
 
 if __name__ == "__main__":

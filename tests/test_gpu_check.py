@@ -283,6 +283,22 @@ def test_the_wheelhouse_holds_the_locked_packages_but_torch_and_the_cuda_librari
 
 
 @pytest.mark.unit
+def test_a_hosts_pip_freeze_is_read_by_normalised_name(tmp_path):
+    freeze = tmp_path / "freeze.txt"
+    freeze.write_text(
+        "# the GPU host\nTyping_Extensions==4.16.0\nJinja2==3.1.6\ntorch==2.11.0+cu130\n"
+        "-e git+https://example.invalid/x.git#egg=x\nmylib @ file:///opt/mylib\nnumpy\n\n"
+    )
+    assert gpu_check_env.host_packages(freeze) == {
+        "typing-extensions": "4.16.0",
+        "jinja2": "3.1.6",
+        "torch": "2.11.0+cu130",
+        "mylib": "",
+        "numpy": "",
+    }
+
+
+@pytest.mark.unit
 def test_only_the_pins_the_host_lacks_are_installed():
     from importlib import metadata
 
@@ -293,6 +309,9 @@ def test_only_the_pins_the_host_lacks_are_installed():
         "no-such-package": "1",
     }
     assert gpu_check_env.torch_pin() == gpu_check._pins(REPO / "shared" / "constraints.txt")["torch"]
+
+
+_TEXT = {"capture_output": True, "text": True, "check": True}
 
 
 def _offline(command: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -307,28 +326,36 @@ def _offline(command: list[str]) -> tuple[list[str], dict[str, str]]:
 
 @pytest.mark.integration
 def test_offline_the_check_installs_from_a_wheelhouse_on_the_hosts_own_torch_and_runs(tmp_path):
-    """Issue 30's offline path, whole, for this Python: `make wheelhouse` downloads everything the check needs
-    but torch and the CUDA libraries (PyPI); a host python that is itself a venv holding only torch (as a pod
-    image's /opt/.../.venv/bin/python3 is) builds the check's venv from the wheelhouse alone with the network off,
-    torch is the host's (not installed again), and the check then runs end to end offline."""
+    """Issue 30's offline path, whole, for this Python. The host: a python that is itself a venv (as a pod image's
+    /opt/.../.venv/bin/python3 is) holding torch and one pinned package at another version. `make wheelhouse
+    HOST_PACKAGES=<its pip freeze>` downloads everything else the check needs (PyPI); with the network off, the
+    check's venv is built on the host from the wheelhouse alone, torch and what the host ships are the host's (not
+    installed again), and the check then runs end to end offline."""
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     house, host, check = tmp_path / "wheels", tmp_path / "host", tmp_path / "check"
+    subprocess.run([sys.executable, "-m", "venv", str(host)], check=True, timeout=300)
+    torch_pin, pins = gpu_check_env.torch_pin(), gpu_check_env.check_pins()
+    older = "0.7.2"  # loguru: the host ships it at another version than the pin
+    assert pins["loguru"] != older
+    wheels = {"PIP_FIND_LINKS": "/opt/wheels"} if Path("/opt/wheels").is_dir() else {}  # as the Makefile does
+    install = [host / "bin" / "python", "-m", "pip", "install", "-q", f"torch=={torch_pin}", f"loguru=={older}"]
+    subprocess.run(install, check=True, timeout=900, env=wheels | os.environ)
+    freeze = tmp_path / "host-freeze.txt"
+    freeze.write_text(subprocess.run([host / "bin" / "python", "-m", "pip", "freeze"], **_TEXT).stdout)
+    shipped = gpu_check_env.host_packages(freeze)
+    assert shipped["loguru"] == older and "torch" in shipped
+
     command = [sys.executable, "scripts/gpu_check_env.py", "wheelhouse", "--dest", str(house)]
-    command += ["--python-version", version]
+    command += ["--python-version", version, "--host-packages", str(freeze)]
     if (local := REPO.parent / "shared" / "wheels").is_dir():
         command += ["--local-wheels", str(local)]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"MB for Python {version}" in done.stdout
-    held = {path.name.split("-")[0].lower().replace("_", "-") for path in house.glob("*.whl")}
+    assert f"MB for Python {version}" in done.stdout and f"loguru {older} (pin {pins['loguru']})" in done.stdout
+    held = set(gpu_check_env.wheel_names(house))
     assert not {name for name in held if gpu_check_env.HOST_PROVIDED.match(name)}  # no torch, no CUDA
+    assert not held & set(shipped), "the wheelhouse holds what the host ships"
     assert {"transformers", "onnxruntime-gpu", "pytest", "onnx"} <= held
-
-    subprocess.run([sys.executable, "-m", "venv", str(host)], check=True, timeout=300)
-    torch_pin = gpu_check_env.torch_pin()
-    wheels = {"PIP_FIND_LINKS": "/opt/wheels"} if Path("/opt/wheels").is_dir() else {}  # as the Makefile does
-    install = [host / "bin" / "python", "-m", "pip", "install", "-q", f"torch=={torch_pin}"]
-    subprocess.run(install, check=True, timeout=900, env=wheels | os.environ)
 
     command, env = _offline([str(host / "bin" / "python"), "scripts/gpu_check_env.py", "venv", "--venv", str(check)])
     done = subprocess.run([*command, "--wheelhouse", str(house)], cwd=REPO, env=env, capture_output=True, text=True)
@@ -336,15 +363,19 @@ def test_offline_the_check_installs_from_a_wheelhouse_on_the_hosts_own_torch_and
     python = done.stdout.strip().splitlines()[-1]
     assert python == str(check / "bin" / "python")
     assert f"host torch {torch_pin}" in done.stderr and "installing" in done.stderr
+    assert "the host's version, not the pin: " in done.stderr and f"loguru {older} (pin" in done.stderr
     assert not list(check.glob("lib/python*/site-packages/torch")), "torch was installed again"
     where = subprocess.run(
-        [python, "-c", "import torch, transformers; print(torch.__file__); print(transformers.__file__)"],
-        capture_output=True,
-        text=True,
-        check=True,
+        [
+            python,
+            "-c",
+            "import torch, transformers, loguru; print(torch.__file__, transformers.__file__, loguru.__file__)",
+        ],
+        **_TEXT,
     ).stdout.split()
-    assert where[0].startswith(str(host)) and where[1].startswith(str(check))
-    assert gpu_check_env.missing_pins(python, gpu_check_env.check_pins()) == {}
+    assert where[0].startswith(str(host)) and where[1].startswith(str(check)) and where[2].startswith(str(host))
+    differ = {name for name, have in shipped.items() if name in pins and have != pins[name]}
+    assert set(gpu_check_env.missing_pins(python, pins)) == differ
 
     out = tmp_path / "report"
     command, env = _offline([python, "scripts/gpu_check.py", "--workers", f"{BATCHING_WORKER},{ONNX_WORKER}"])
