@@ -382,19 +382,25 @@ def part_build(args: argparse.Namespace) -> None:
     tiny = workers.module(args.worker, "fixtures").TINY_MODELS[0]
     catalog = workers.catalog(args.worker)
     target = catalog.model_folder(Path(args.volume), args.model_id)
+    worker_folder = Path(args.volume) / args.worker
+    before = _bytes(worker_folder)
     torch.manual_seed(0)
     started = time.perf_counter()
     tiny.build(target, args.size)
-    make_readable(Path(args.volume) / args.worker)
+    make_readable(worker_folder)
     (target / ".gpu-check-built").write_text(args.size + "\n")
-    files = [path for path in target.rglob("*") if path.is_file()]
     _write_result(
         {
             "seconds": round(time.perf_counter() - started, 2),
             "folder": str(target),
-            "bytes": sum(path.stat().st_size for path in files),
+            # what the build wrote, beside the model folder too (e.g. an audio tokenizer in a folder of its own)
+            "bytes": _bytes(worker_folder) - before,
         }
     )
+
+
+def _bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) if folder.is_dir() else 0
 
 
 def _settings(args: argparse.Namespace, output_dir: Path, **update: Any):

@@ -43,6 +43,7 @@ def test_the_check_runs_end_to_end_on_the_cpu_and_labels_every_figure_cpu(tmp_pa
         assert plan["size"] == "tiny" and plan["job"] == workers.module(worker, "fixtures").CONTRACT.job_input
         for part in ("build", "measure", "tests"):
             assert status[(part, worker)]["status"] == "ok", status[(part, worker)]
+        assert status[("build", worker)]["data"]["bytes"] > 0
         tests = status[("tests", worker)]["data"]["tests"]  # the GPU tier, each test skipped here: no CUDA
         assert tests and all(test["status"] == "skipped" and "no CUDA" in test["reason"] for test in tests)
         assert status[("residency", worker)]["status"] == "skipped"
