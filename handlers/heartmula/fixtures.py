@@ -21,7 +21,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 
 from handlers.heartmula import flavors
 from handlers.heartmula.catalog import CODEC_FOLDER, MULA_FOLDER
-from shared.testing import ContractCase, TinyModel
+from shared.testing import ContractCase, TinyModel, default_dtype
 from shared.volume import make_readable
 
 # HeartMuLaGen's gen_config.json as published.
@@ -97,8 +97,9 @@ def build_heartmula(target: Path, size: str) -> None:
     target.mkdir(parents=True, exist_ok=True)
     (target / "gen_config.json").write_text(json.dumps(GEN_CONFIG, indent=2))
     _tokenizer().save(str(target / "tokenizer.json"))
-    mula = _mula(size)
-    (mula.to(torch.bfloat16) if size == "full" else mula).save_pretrained(target / MULA_FOLDER)
+    with default_dtype(torch.bfloat16 if size == "full" else torch.get_default_dtype()):  # full: half the memory
+        mula = _mula(size)
+    mula.save_pretrained(target / MULA_FOLDER)
     del mula
     _codec(size).save_pretrained(target / CODEC_FOLDER)
     make_readable(target)  # safetensors writes 0600; the images run as another user
