@@ -168,4 +168,4 @@ wheelhouse: ## wheelhouse WHEELHOUSE=<dir> [PYTHON_VERSION=3.12 HOST_PACKAGES=fr
 		$(if $(HOST_PACKAGES),--host-packages $(HOST_PACKAGES))
 
 clean: ## remove the venv, the tiny volume and local outputs
-	rm -rf $(VENV) .cache/venv-reference-* $(VOLUME) outputs
+	rm -rf $(VENV) .cache/venv-reference-* .cache/venv-gpu-check $(VOLUME) outputs

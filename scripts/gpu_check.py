@@ -383,9 +383,8 @@ def part_build(args: argparse.Namespace) -> None:
     catalog = workers.catalog(args.worker)
     target = catalog.model_folder(Path(args.volume), args.model_id)
     worker_folder = Path(args.volume) / args.worker
-    before = _bytes(worker_folder)
     torch.manual_seed(0)
-    started = time.perf_counter()
+    started, since = time.perf_counter(), time.time() - 1
     tiny.build(target, args.size)
     make_readable(worker_folder)
     (target / ".gpu-check-built").write_text(args.size + "\n")
@@ -394,13 +393,15 @@ def part_build(args: argparse.Namespace) -> None:
             "seconds": round(time.perf_counter() - started, 2),
             "folder": str(target),
             # what the build wrote, beside the model folder too (e.g. an audio tokenizer in a folder of its own)
-            "bytes": _bytes(worker_folder) - before,
+            "bytes": _bytes_written(worker_folder, since),
         }
     )
 
 
-def _bytes(folder: Path) -> int:
-    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) if folder.is_dir() else 0
+def _bytes_written(folder: Path, since: float) -> int:
+    """The size of the files under `folder` written since `since` (a rebuild over a killed build's files too)."""
+    files = [path.stat() for path in folder.rglob("*") if path.is_file()]
+    return sum(stat.st_size for stat in files if stat.st_mtime >= since)
 
 
 def _settings(args: argparse.Namespace, output_dir: Path, **update: Any):

@@ -24,10 +24,10 @@ import argparse
 import json
 import re
 import shutil
-import site
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -156,7 +156,11 @@ def wheelhouse(
     pinned = wanted | extras | {name: version for name, (version, _) in git_requirements().items()}
     shipped = sorted(set(pinned) & set(host))
     if shipped:
-        differ = [f"{name} {host[name] or '?'} (pin {pinned[name]})" for name in shipped if host[name] != pinned[name]]
+        differ = [
+            f"{name} {host[name] or '?'} (pin {pinned[name]})"
+            for name in shipped
+            if host[name].split("+")[0] != pinned[name]
+        ]
         print(f"left out, the host ships them: {len(shipped)} package(s); at another version there: {len(differ)}")
         for text in differ:
             print(f"  {text}")
@@ -240,6 +244,11 @@ def unmet_pins(python: str, pins: dict[str, str]) -> dict[str, str | None]:
     return json.loads(done.stdout)
 
 
+def installed_versions(python: str, names: Iterable[str]) -> dict[str, str | None]:
+    """name -> the version `python` has (None: absent). No version is "": the probe reports every name."""
+    return unmet_pins(python, dict.fromkeys(names, ""))
+
+
 def missing_pins(python: str, pins: dict[str, str]) -> dict[str, str]:
     """The pins `python` does not already satisfy at their exact version, with the version wanted."""
     return {name: pins[name] for name in unmet_pins(python, pins)}
@@ -267,30 +276,49 @@ def install_command(python: str, names: dict[str, str], wheelhouse: Path | None,
     return command + [f"{name}=={version}" for name, version in names.items()]
 
 
+# A pin, and the distribution a host may ship in its place (the same module, another build).
+STAND_INS = {"onnxruntime-gpu": "onnxruntime"}
 HOST_SITE_PTH = "_gpu_check_host_site.pth"
+HOST_MARK = "gpu-check-host.json"  # which python the venv was made on: another one makes it anew
+
+
+def host_site_dirs() -> list[str]:
+    """The package folders this python sees: its own site-packages (a venv's, when it is one), the base
+    interpreter's when that venv includes them, the user's, Debian's dist-packages."""
+    return [path for path in dict.fromkeys(sys.path) if Path(path).name in ("site-packages", "dist-packages")]
 
 
 def create_venv(venv: Path) -> Path:
-    """A venv that sees this python's packages. `--system-site-packages` shows the base interpreter's only: when
-    this python is itself a venv (a pod image's /opt/.../.venv/bin/python3 holding torch), its site-packages
-    would be hidden, so a .pth in the new venv adds them after the venv's own (what is installed there wins).
-    Without ensurepip (Debian's python3 lacks python3-venv), the venv has no pip of its own and uses the host's."""
+    """A venv that sees what this python sees, and no more. Not `--system-site-packages`: that shows the base
+    interpreter's packages, which a host that is itself a venv (a pod image's /opt/.../.venv/bin/python3 holding
+    torch) hides, and hides the host venv's own. A .pth in the new venv adds the host's folders after the venv's own
+    (what is installed there wins). Without ensurepip (Debian's python3 without python3-venv) the venv has no pip of
+    its own and uses the host's."""
     python = venv / "bin" / "python"
+    mark = {"executable": sys.executable, "version": sys.version}
+    made_on = venv / HOST_MARK
+    if python.exists() and (not made_on.is_file() or json.loads(made_on.read_text()) != mark):
+        print(f"{venv}: made on another python; making it anew", file=sys.stderr)
+        shutil.rmtree(venv)
     if not python.exists():
-        command = [sys.executable, "-m", "venv", "--system-site-packages", str(venv)]
-        if subprocess.run(command, capture_output=True, text=True, check=False).returncode != 0:
+        command = [sys.executable, "-m", "venv", str(venv)]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0 and "ensurepip" in done.stdout + done.stderr:
             shutil.rmtree(venv, ignore_errors=True)
             subprocess.run([*command, "--without-pip"], check=True)
+        elif done.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} failed: {(done.stderr or done.stdout).strip()[-1000:]}")
+        made_on.write_text(json.dumps(mark))
     purelib = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
-    host = [*site.getsitepackages(), *([site.getusersitepackages()] if site.ENABLE_USER_SITE else [])]
-    host = [path for path in dict.fromkeys(host) if Path(path).is_dir()]
-    lines = "".join(f"import site; site.addsitedir({path!r})\n" for path in host)
+    lines = "".join(f"import site; site.addsitedir({path!r})\n" for path in host_site_dirs())
     (Path(purelib) / HOST_SITE_PTH).write_text(lines)
+    if subprocess.run([str(python), "-m", "pip", "--version"], capture_output=True, check=False).returncode != 0:
+        raise SystemExit(f"{sys.executable} has neither ensurepip nor pip: install python3-venv or pip there")
     return python
 
 
@@ -323,6 +351,11 @@ def prepare_venv(venv: Path, wheelhouse: Path | None) -> Path:
             absent = sorted(name for name in set(missing) - held if not unmet[name])
             if absent:  # left out of it (--exclude): the parts that need them fail, and say why
                 print(f"not in the wheelhouse, not installed: {', '.join(absent)}", file=sys.stderr)
+            stand_ins = {name: STAND_INS[name] for name in absent if name in STAND_INS}
+            for name, have in installed_versions(str(python), stand_ins.values()).items():
+                if have:
+                    pin_name = next(pin for pin, other in stand_ins.items() if other == name)
+                    print(f"{pin_name}: the host's {name} {have} stands in (the same module)", file=sys.stderr)
             present = {name: version for name, version in missing.items() if name in held}
             if present:
                 subprocess.run(install_command(str(python), present, wheelhouse, no_deps=True), check=True)

@@ -16,6 +16,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from scripts import gpu_check, gpu_check_env
 from shared import workers
@@ -300,6 +301,22 @@ def test_a_hosts_pip_freeze_is_read_by_normalised_name(tmp_path):
 
 
 @pytest.mark.unit
+def test_a_venv_made_on_another_python_is_made_anew_and_sees_this_ones_packages(tmp_path):
+    venv = tmp_path / "venv"
+    python = gpu_check_env.create_venv(venv)
+    pth = next(venv.glob(f"lib/python*/site-packages/{gpu_check_env.HOST_SITE_PTH}")).read_text()
+    assert all(f"site.addsitedir({folder!r})" in pth for folder in gpu_check_env.host_site_dirs())
+    sees = subprocess.run([python, "-c", "import pytest; print(pytest.__file__)"], **_TEXT).stdout
+    assert sees.startswith(str(Path(pytest.__file__).parents[1]))  # this python's pytest, not installed again
+    mark = venv / gpu_check_env.HOST_MARK
+    mark.write_text(json.dumps({"executable": "/opt/other/bin/python3", "version": "3.12.1"}))
+    (venv / "left-by-the-other").write_text("")
+    gpu_check_env.create_venv(venv)
+    assert not (venv / "left-by-the-other").exists()
+    assert json.loads(mark.read_text())["executable"] == sys.executable
+
+
+@pytest.mark.unit
 def test_only_the_pins_the_host_lacks_are_installed():
     from importlib import metadata
 
@@ -312,13 +329,17 @@ def test_only_the_pins_the_host_lacks_are_installed():
     assert gpu_check_env.torch_pin() == gpu_check._pins(REPO / "shared" / "constraints.txt")["torch"]
 
 
-_TEXT = {"capture_output": True, "text": True, "check": True}
+_OUTPUT = {"capture_output": True, "text": True}
+_TEXT = _OUTPUT | {"check": True}
 
 
 def _offline(command: list[str]) -> tuple[list[str], dict[str, str]]:
     """The command with the network off: in a network namespace of its own (only loopback) where `unshare -rn`
     works, else with pip told there is no index and every proxy pointed at a closed port."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PIP_")}
+    # No pip configuration either: this machine's pip.conf names local find-links and a constraints file.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PIP_")} | {
+        "PIP_CONFIG_FILE": os.devnull
+    }
     if subprocess.run(["unshare", "-rn", "true"], capture_output=True, check=False).returncode == 0:
         return ["unshare", "-rn", *command], env
     dead = "http://127.0.0.1:9"
@@ -353,13 +374,16 @@ def test_offline_the_check_installs_from_a_wheelhouse_on_the_hosts_own_torch_and
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"MB for Python {version}" in done.stdout and f"loguru {older} (pin {pins['loguru']})" in done.stdout
-    held = set(gpu_check_env.wheel_names(house))
+    held = {canonicalize_name(parse_wheel_filename(path.name)[0]) for path in house.glob("*.whl")}
     assert not {name for name in held if gpu_check_env.HOST_PROVIDED.match(name)}  # no torch, no CUDA
     assert not held & set(shipped), "the wheelhouse holds what the host ships"
     assert {"transformers", "onnxruntime-gpu", "pytest", "onnx"} <= held
+    pinned_loguru = tmp_path / "pinned-loguru"  # for the check venv's own installs winning over the host's, below
+    download = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(pinned_loguru)]
+    subprocess.run([*download, f"loguru=={pins['loguru']}"], check=True, timeout=300)
 
     command, env = _offline([str(host / "bin" / "python"), "scripts/gpu_check_env.py", "venv", "--venv", str(check)])
-    done = subprocess.run([*command, "--wheelhouse", str(house)], cwd=REPO, env=env, capture_output=True, text=True)
+    done = subprocess.run([*command, "--wheelhouse", str(house)], cwd=REPO, env=env, timeout=900, **_OUTPUT)
     assert done.returncode == 0, done.stderr[-3000:]
     python = done.stdout.strip().splitlines()[-1]
     assert python == str(check / "bin" / "python")
@@ -377,6 +401,18 @@ def test_offline_the_check_installs_from_a_wheelhouse_on_the_hosts_own_torch_and
     assert where[0].startswith(str(host)) and where[1].startswith(str(check)) and where[2].startswith(str(host))
     differ = {name for name, have in shipped.items() if name in pins and have != pins[name]}
     assert set(gpu_check_env.missing_pins(python, pins)) == differ
+    # Every pin comes from the check venv or the host venv, none from the base interpreter the host venv hides.
+    locate = "import sys; from importlib import metadata as m; print(*(m.distribution(n).locate_file('')"
+    locate += " for n in sys.argv[1:]))"
+    folders = subprocess.run([python, "-c", locate, *pins], **_TEXT).stdout.split()
+    assert all(folder.startswith((str(check), str(host))) for folder in folders), folders
+    # What the check venv installs wins over the host's copy, which stays.
+    command, env = _offline([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--find-links"])
+    subprocess.run([*command, str(pinned_loguru), f"loguru=={pins['loguru']}"], env=env, check=True, timeout=300)
+    versions = "from importlib import metadata; import loguru; print(loguru.__file__, metadata.version('loguru'))"
+    assert subprocess.run([python, "-c", versions], **_TEXT).stdout.split()[1] == pins["loguru"]
+    assert subprocess.run([python, "-c", versions], **_TEXT).stdout.split()[0].startswith(str(check))
+    assert subprocess.run([host / "bin" / "python", "-c", versions], **_TEXT).stdout.split()[1] == older
 
     out = tmp_path / "report"
     command, env = _offline([python, "scripts/gpu_check.py", "--workers", f"{BATCHING_WORKER},{ONNX_WORKER}"])
