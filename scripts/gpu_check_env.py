@@ -352,10 +352,10 @@ def prepare_venv(venv: Path, wheelhouse: Path | None) -> Path:
             if absent:  # left out of it (--exclude): the parts that need them fail, and say why
                 print(f"not in the wheelhouse, not installed: {', '.join(absent)}", file=sys.stderr)
             stand_ins = {name: STAND_INS[name] for name in absent if name in STAND_INS}
-            for name, have in installed_versions(str(python), stand_ins.values()).items():
-                if have:
-                    pin_name = next(pin for pin, other in stand_ins.items() if other == name)
-                    print(f"{pin_name}: the host's {name} {have} stands in (the same module)", file=sys.stderr)
+            have = installed_versions(str(python), stand_ins.values())
+            for pin_name, name in stand_ins.items():
+                if have[name]:
+                    print(f"{pin_name}: the host's {name} {have[name]} stands in (the same module)", file=sys.stderr)
             present = {name: version for name, version in missing.items() if name in held}
             if present:
                 subprocess.run(install_command(str(python), present, wheelhouse, no_deps=True), check=True)

@@ -65,16 +65,21 @@ def refusal(request_model: type, raw: Any, input_audio_max_bytes: int = 20 * 102
     raise AssertionError(f"{request_model.__name__} accepted {raw!r}")
 
 
-def byte_level_bpe_tokenizer(special_tokens: tuple[str, ...], bos: str | None, eos: str, pad: str) -> Any:
-    """A byte-level BPE tokenizer (Llama-3's and Qwen's kind) over the 256 byte symbols, built offline."""
+def byte_level_bpe_tokenizer(
+    special_tokens: tuple[str, ...], bos: str | None, eos: str, pad: str, ids: dict[str, int] | None = None
+) -> Any:
+    """A byte-level BPE tokenizer (Llama-3's and Qwen's kind) over the 256 byte symbols, built offline. `ids`: the
+    special tokens at these ids (a published tokenizer's numbering), not after the bytes."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     vocab = {symbol: index for index, symbol in enumerate(sorted(alphabet))}
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend = Tokenizer(models.BPE(vocab=vocab | (ids or {}), merges=[]))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
+    if ids:
+        backend.add_special_tokens(list(ids))  # already in the vocabulary: they keep their ids
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend)
     tokenizer.add_special_tokens({"additional_special_tokens": list(special_tokens)})
     tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token = bos, eos, pad

@@ -103,21 +103,6 @@ FULL_AUDIO_TOKENIZER: dict[str, Any] = {
 }
 
 
-def _full_tokenizer() -> Any:
-    """A byte-level BPE over the 256 byte symbols (ids 0-255), with the Higgs special tokens at the published ids."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {symbol: index for index, symbol in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    backend = Tokenizer(models.BPE(vocab=vocab | FULL_TOKEN_IDS, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    backend.add_special_tokens(list(FULL_TOKEN_IDS))  # already in the vocabulary: they keep their ids
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend)
-    tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token = "<|begin_of_text|>", "<|eot_id|>", "<|end_of_text|>"
-    return tokenizer
-
-
 def _full_components() -> tuple[Any, Any, Any]:
     with default_dtype(torch.bfloat16):  # built in bfloat16: 11.5 GB of memory, not 23
         model = HiggsAudioV2ForConditionalGeneration(HiggsAudioV2Config(**FULL_LM), use_text_head=True)
@@ -128,7 +113,10 @@ def _full_components() -> tuple[Any, Any, Any]:
             semantic_model_config=HubertConfig(),  # hubert-base, as published
         )
     )
-    return _full_tokenizer(), model, audio_tokenizer
+    tokenizer = byte_level_bpe_tokenizer(
+        tuple(FULL_TOKEN_IDS), bos="<|begin_of_text|>", eos="<|eot_id|>", pad="<|end_of_text|>", ids=FULL_TOKEN_IDS
+    )
+    return tokenizer, model, audio_tokenizer
 
 
 def higgs_audio_components(size: str) -> tuple[Any, Any, Any]:
